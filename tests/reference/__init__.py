@@ -1,0 +1,1 @@
+"""NumPy references of the pruning methods, written straight from METHODS.md (no JAX)."""
