@@ -1,0 +1,17 @@
+"""Qwen-VL vision towers (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) in flax.nnx, exact against HF."""
+
+from models.qwen_vision.config import QWEN_VISION_FAMILIES, QwenVisionConfig, parse_qwen_vision_config
+from models.qwen_vision.layout import VisionLayout, build_vision_layout, count_windows, pad_pixel_values
+from models.qwen_vision.tower import QwenVisionTower, VisionOutput
+
+__all__ = [
+    "QWEN_VISION_FAMILIES",
+    "QwenVisionConfig",
+    "QwenVisionTower",
+    "VisionLayout",
+    "VisionOutput",
+    "build_vision_layout",
+    "count_windows",
+    "pad_pixel_values",
+    "parse_qwen_vision_config",
+]

@@ -1,0 +1,140 @@
+"""Building blocks of the Qwen ViTs: activations, norms, MLPs, 2-D rotary
+embedding and per-image (segment-masked) / per-window attention.
+
+Module attribute names mirror the HF parameter names (`qkv`, `proj`, `fc1`,
+`gate_proj`, `linear_fc1`, ...) so the key map is a plain rename table.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from models.qwen_vision.config import QwenVisionConfig
+
+
+def activation(name: str):
+    """HF ACT2FN entries used by the Qwen vision towers."""
+    table = {
+        "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+        "silu": jax.nn.silu,
+        "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+        "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    }
+    if name not in table:
+        raise ValueError(f"unsupported vision hidden_act {name!r}; expected one of {sorted(table)}")
+    return table[name]
+
+
+def linear(in_features: int, out_features: int, rngs: nnx.Rngs, bias: bool = True) -> nnx.Linear:
+    return nnx.Linear(in_features, out_features, use_bias=bias, rngs=rngs)
+
+
+def norm(kind: str, features: int, rngs: nnx.Rngs) -> nnx.Module:
+    """eps 1e-6 everywhere in the Qwen ViTs; exact two-pass variance like torch."""
+    if kind == "layernorm":
+        return nnx.LayerNorm(features, epsilon=1e-6, use_fast_variance=False, rngs=rngs)
+    return nnx.RMSNorm(features, epsilon=1e-6, use_fast_variance=False, rngs=rngs)
+
+
+def block_norm_kind(config: QwenVisionConfig) -> str:
+    return "rmsnorm" if config.family == "qwen2_5_vl" else "layernorm"
+
+
+class VisionMLP(nnx.Module):
+    """fc1/act/fc2 (Qwen2-VL), linear_fc1/act/linear_fc2 (Qwen3-VL), SwiGLU with bias (Qwen2.5-VL)."""
+
+    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs):
+        d, f = config.hidden_size, config.intermediate_size
+        self.family = config.family
+        self.act = activation(config.hidden_act)
+        if config.family == "qwen2_vl":
+            self.fc1, self.fc2 = linear(d, f, rngs), linear(f, d, rngs)
+        elif config.family == "qwen3_vl":
+            self.linear_fc1, self.linear_fc2 = linear(d, f, rngs), linear(f, d, rngs)
+        else:
+            self.gate_proj, self.up_proj = linear(d, f, rngs), linear(d, f, rngs)
+            self.down_proj = linear(f, d, rngs)
+
+    def __call__(self, x):  # [N, D] -> [N, D]
+        if self.family == "qwen2_vl":
+            return self.fc2(self.act(self.fc1(x)))
+        if self.family == "qwen3_vl":
+            return self.linear_fc2(self.act(self.linear_fc1(x)))
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+
+
+def rotary_inv_freq(config: QwenVisionConfig) -> np.ndarray:
+    """[head_dim // 4] float32: the same frequencies serve rows and columns."""
+    spatial_dim = config.head_dim // 2
+    exponents = np.arange(0, spatial_dim, 2, dtype=np.float32) / np.float32(spatial_dim)
+    return (1.0 / np.power(np.float32(config.rope_theta), exponents)).astype(np.float32)
+
+
+def rotary_cos_sin(rope_hw, inv_freq):
+    """rope_hw [N, 2] int -> cos, sin [N, head_dim]; float32 at HIGHEST precision (angles grow with size)."""
+    freqs = rope_hw.astype(jnp.float32)[:, :, None] * jnp.asarray(inv_freq)[None, None, :]  # [N, 2, hd/4]
+    freqs = freqs.reshape(freqs.shape[0], -1)  # [N, hd/2]: row freqs then column freqs
+    angles = jnp.concatenate([freqs, freqs], axis=-1)  # [N, hd]
+    return jnp.cos(angles), jnp.sin(angles)
+
+
+def apply_rotary(x, cos, sin):
+    """x [N, H, hd]; rotate-half convention, computed in float32."""
+    dtype = x.dtype
+    x = x.astype(jnp.float32)
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return (x * cos[:, None, :] + rotated * sin[:, None, :]).astype(dtype)
+
+
+class VisionAttention(nnx.Module):
+    """Multi-head self-attention that never crosses images (or windows).
+
+    Full blocks: a segment mask (same frame of the same image) over the padded
+    patch axis. Window blocks (Qwen2.5): patches are gathered into a
+    [num_windows, window_len] table (the "window reordering"), attend inside
+    each window, and are scattered back to patch order (the "un-reordering").
+    """
+
+    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs):
+        self.num_heads, self.head_dim = config.num_heads, config.head_dim
+        self.qkv = linear(config.hidden_size, 3 * config.hidden_size, rngs)
+        self.proj = linear(config.hidden_size, config.hidden_size, rngs)
+
+    def _qkv(self, x, cos, sin):
+        n = x.shape[0]
+        qkv = self.qkv(x).reshape(n, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # [N, H, hd]
+        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
+
+    def __call__(self, x, cos, sin, segment_ids, window_index=None, window_valid=None):
+        """x [N, D]; segment_ids [N]; window_index/valid [W, L] for a window block."""
+        q, k, v = self._qkv(x, cos, sin)
+        scale = self.head_dim**-0.5
+        if window_index is None:
+            mask = segment_ids[:, None] == segment_ids[None, :]  # [N, N]
+            out = jax.nn.dot_product_attention(q[None], k[None], v[None], mask=mask[None, None], scale=scale)[0]
+        else:
+            qw, kw, vw = (t[window_index] for t in (q, k, v))  # [W, L, H, hd]
+            mask = window_valid[:, None, :, None] & window_valid[:, None, None, :]  # [W, 1, L, L]
+            out_w = jax.nn.dot_product_attention(qw, kw, vw, mask=mask, scale=scale)
+            # un-reorder: pads of the window table go to an out-of-range slot and are dropped
+            target = jnp.where(window_valid, window_index, x.shape[0]).reshape(-1)
+            out = jnp.zeros_like(q).at[target].set(out_w.reshape(-1, *q.shape[1:]), mode="drop")
+        return self.proj(out.reshape(x.shape[0], -1))
+
+
+class VisionBlock(nnx.Module):
+    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs):
+        kind = block_norm_kind(config)
+        self.norm1 = norm(kind, config.hidden_size, rngs)
+        self.norm2 = norm(kind, config.hidden_size, rngs)
+        self.attn = VisionAttention(config, rngs)
+        self.mlp = VisionMLP(config, rngs)
+
+    def __call__(self, x, cos, sin, segment_ids, window_index=None, window_valid=None):  # [N, D]
+        x = x + self.attn(self.norm1(x), cos, sin, segment_ids, window_index, window_valid)
+        return x + self.mlp(self.norm2(x))
