@@ -2,7 +2,8 @@
 
 from models.qwen_vision.config import QWEN_VISION_FAMILIES, QwenVisionConfig, parse_qwen_vision_config
 from models.qwen_vision.layout import VisionLayout, build_vision_layout, count_windows, pad_pixel_values
-from models.qwen_vision.tower import QwenVisionTower, VisionOutput
+from models.qwen_vision.structure import VisualTokenStructure, visual_token_structure
+from models.qwen_vision.tower import QwenVisionTower, VisionOutput, encode_images
 
 __all__ = [
     "QWEN_VISION_FAMILIES",
@@ -10,8 +11,11 @@ __all__ = [
     "QwenVisionTower",
     "VisionLayout",
     "VisionOutput",
+    "VisualTokenStructure",
     "build_vision_layout",
     "count_windows",
+    "encode_images",
     "pad_pixel_values",
     "parse_qwen_vision_config",
+    "visual_token_structure",
 ]

@@ -17,7 +17,7 @@ from flax import nnx
 
 from models.qwen_vision.config import QwenVisionConfig
 from models.qwen_vision.layers import VisionBlock, block_norm_kind, linear, norm, rotary_cos_sin, rotary_inv_freq
-from models.qwen_vision.layout import VisionLayout
+from models.qwen_vision.layout import VisionLayout, build_vision_layout, pad_pixel_values
 
 
 class PatchEmbed(nnx.Module):
@@ -112,3 +112,26 @@ class QwenVisionTower(nnx.Module):
         keep = layout.merged_valid[:, None]
         merged = jnp.where(keep, self.merger(x), 0.0)
         return VisionOutput(merged, tuple(jnp.where(keep, f, 0.0) for f in deepstack), layout.merged_valid)
+
+
+@nnx.jit
+def _forward(tower: QwenVisionTower, pixel_values, layout: VisionLayout) -> VisionOutput:
+    return tower(pixel_values, layout)
+
+
+def encode_images(
+    tower: QwenVisionTower,
+    pixel_values,
+    image_grid_thw,
+    patch_capacity: int | None = None,
+    window_capacity: int | None = None,
+) -> VisionOutput:
+    """Host entry point: validate, pad to the capacities, build the layout, run the jitted tower.
+
+    Same capacities -> same shapes -> one compilation, whatever the image sizes.
+    """
+    if pixel_values is None:
+        raise ValueError("pixel_values is required")
+    pixels = pad_pixel_values(pixel_values, image_grid_thw, tower.config, patch_capacity)
+    layout = build_vision_layout(image_grid_thw, tower.config, pixels.shape[0], window_capacity)
+    return _forward(tower, jnp.asarray(pixels), layout)

@@ -57,7 +57,7 @@ def text_config_dict(family: str) -> dict:
     text = dict(
         vocab_size=VOCAB_SIZE, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, rms_norm_eps=1e-6,
-        tie_word_embeddings=False, pad_token_id=PAD_ID,
+        tie_word_embeddings=False, pad_token_id=PAD_ID, bos_token_id=PAD_ID, eos_token_id=PAD_ID,
     )
     if family == "qwen3_vl":
         return dict(text, head_dim=12, rope_parameters=dict(

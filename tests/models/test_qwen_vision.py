@@ -1,0 +1,182 @@
+"""Qwen-VL vision towers vs HF transformers (tiny random configs, float32).
+
+Images of several sizes/aspect ratios go through the real HF image processor,
+all in one batch; the tower runs padded to a static capacity. Also: the
+host-side index maps against HF's own `vision_utils`, config parsing in both
+layouts, the pruner structure, and clear errors on bad inputs.
+"""
+
+import numpy as np
+import pytest
+import torch
+from flax import nnx
+
+from models.qwen_vision import (
+    QwenVisionConfig,
+    QwenVisionTower,
+    build_vision_layout,
+    count_windows,
+    encode_images,
+    parse_qwen_vision_config,
+    visual_token_structure,
+)
+from tests.models import qwen_tiny as qt
+
+torch.set_num_threads(1)
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module", params=qt.FAMILIES)
+def family_setup(request):
+    family = request.param
+    hf = qt.hf_vision_tower(family, seed=1)
+    config = parse_qwen_vision_config(family, qt.hf_config(family).to_dict())
+    tower = QwenVisionTower(config, nnx.Rngs(0))
+    qt.set_params(tower, qt.hf_vision_to_flat(hf.state_dict()))
+    batch = qt.image_processor(family)(qt.test_images(), return_tensors="np")
+    return family, hf, tower, batch["pixel_values"], batch["image_grid_thw"]
+
+
+def _hf_forward(hf, pixels, grid):
+    with torch.no_grad():
+        return hf(torch.from_numpy(pixels), grid_thw=torch.from_numpy(grid))
+
+
+def test_tower_matches_hf_on_mixed_sizes_in_one_batch(family_setup):
+    family, hf, tower, pixels, grid = family_setup
+    assert len({tuple(g) for g in grid.tolist()}) == len(grid)  # five different grids
+    ref = _hf_forward(hf, pixels, grid)
+    n_merged = pixels.shape[0] // 4
+    capacity = pixels.shape[0] + 4 * 7  # padded: pads must not disturb real tokens
+    windows = count_windows(grid, tower.config) + 3 if tower.config.uses_window_attention else None
+    out = encode_images(tower, pixels, grid, patch_capacity=capacity, window_capacity=windows)
+    merged = np.asarray(out.merged)
+    assert merged.shape == (capacity // 4, tower.config.out_hidden_size)
+    err = np.abs(merged[:n_merged] - ref.pooler_output.numpy()).max()
+    assert err <= TOL, f"{family}: merged max-abs error {err}"
+    assert np.all(merged[n_merged:] == 0) and np.asarray(out.merged_valid).sum() == n_merged
+    assert np.isfinite(merged).all()
+    if family == "qwen3_vl":
+        assert len(out.deepstack) == len(ref.deepstack_features) == 2
+        for ours, theirs in zip(out.deepstack, ref.deepstack_features):
+            err = np.abs(np.asarray(ours)[:n_merged] - theirs.numpy()).max()
+            assert err <= TOL, f"deepstack max-abs error {err}"
+    else:
+        assert out.deepstack == ()
+
+
+def test_single_image_and_reordered_batch(family_setup):
+    """Per-image attention: an image's tokens do not depend on its batch neighbours."""
+    family, hf, tower, pixels, grid = family_setup
+    sizes = np.prod(grid, axis=1)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    alone = encode_images(tower, pixels[starts[1] : starts[2]], grid[1:2], patch_capacity=pixels.shape[0])
+    together = encode_images(tower, pixels, grid, patch_capacity=pixels.shape[0])
+    lo, hi = starts[1] // 4, starts[2] // 4
+    np.testing.assert_allclose(np.asarray(alone.merged)[: hi - lo], np.asarray(together.merged)[lo:hi], atol=TOL)
+
+
+def test_layout_matches_hf_index_maps(family_setup):
+    from transformers import vision_utils as vu
+
+    family, hf, tower, pixels, grid = family_setup
+    cfg = tower.config
+    layout = build_vision_layout(grid, cfg)
+    tgrid = torch.from_numpy(grid)
+    np.testing.assert_array_equal(layout.rope_hw, vu.get_vision_position_ids(tgrid, cfg.spatial_merge_size).numpy())
+    if family == "qwen3_vl":
+        idx, w = vu.get_vision_interpolation_indices_and_weights(
+            tgrid, cfg.num_grid_per_side, mode="bilinear", align_corners=True, spatial_merge_size=2
+        )
+        np.testing.assert_array_equal(layout.interp_index, idx.numpy())
+        np.testing.assert_allclose(layout.interp_weight, w.numpy(), atol=1e-7)
+    if family == "qwen2_5_vl":
+        window_index, cu = vu.get_vision_window_index(tgrid, 2, cfg.window_size, cfg.patch_size)
+        order = (window_index.numpy()[:, None] * 4 + np.arange(4)).reshape(-1)  # patch order after reordering
+        hf_windows = [sorted(order[a:b].tolist()) for a, b in zip(cu.tolist(), cu.tolist()[1:])]
+        ours = [sorted(row[valid].tolist()) for row, valid in zip(layout.window_index, layout.window_valid)]
+        assert ours == hf_windows
+        assert len(ours) > len(grid)  # several windows per image, so window blocks differ from full ones
+
+
+def test_bad_inputs_raise_clear_errors(family_setup):
+    family, hf, tower, pixels, grid = family_setup
+    with pytest.raises(ValueError, match="image_grid_thw is required"):
+        encode_images(tower, pixels, None)
+    with pytest.raises(ValueError, match="pixel_values must have shape"):
+        encode_images(tower, pixels[:, :-1], grid)
+    with pytest.raises(ValueError, match="implies"):
+        encode_images(tower, pixels[:-4], grid)
+    with pytest.raises(ValueError, match=r"shape \[num_images, 3\]"):
+        encode_images(tower, pixels, grid[:, :2])
+    with pytest.raises(ValueError, match="multiples of spatial_merge_size"):
+        encode_images(tower, pixels[: 3 * 4], np.array([[1, 3, 4]]))
+    with pytest.raises(ValueError, match="patch_capacity"):
+        encode_images(tower, pixels, grid, patch_capacity=pixels.shape[0] - 4)
+    with pytest.raises(ValueError, match="required"):
+        encode_images(tower, None, grid)
+
+
+HUB_QWEN2_VL = {
+    "model_type": "qwen2_vl", "hidden_size": 3584,
+    "vision_config": {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16, "in_chans": 3,
+                      "hidden_size": 3584, "patch_size": 14, "spatial_merge_size": 2, "spatial_patch_size": 14,
+                      "temporal_patch_size": 2},
+}
+HUB_QWEN2_5_VL = {
+    "model_type": "qwen2_5_vl",
+    "vision_config": {"depth": 32, "hidden_act": "silu", "hidden_size": 1280, "intermediate_size": 3420,
+                      "num_heads": 16, "in_chans": 3, "out_hidden_size": 3584, "patch_size": 14,
+                      "spatial_merge_size": 2, "spatial_patch_size": 14, "window_size": 112,
+                      "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2, "temporal_patch_size": 2},
+}
+HUB_QWEN3_VL = {
+    "model_type": "qwen3_vl", "text_config": {"hidden_size": 4096},
+    "vision_config": {"deepstack_visual_indexes": [8, 16, 24], "depth": 27, "hidden_act": "gelu_pytorch_tanh",
+                      "hidden_size": 1152, "in_channels": 3, "intermediate_size": 4304, "num_heads": 16,
+                      "num_position_embeddings": 2304, "out_hidden_size": 4096, "patch_size": 16,
+                      "spatial_merge_size": 2, "temporal_patch_size": 2},
+}
+
+
+def test_parse_real_hub_layouts():
+    c2 = parse_qwen_vision_config("qwen2_vl", HUB_QWEN2_VL)
+    assert (c2.hidden_size, c2.intermediate_size, c2.out_hidden_size, c2.hidden_act) == (1280, 5120, 3584, "quick_gelu")
+    assert c2.patch_dim == 3 * 2 * 14 * 14 and not c2.uses_window_attention
+    c25 = parse_qwen_vision_config("qwen2_5_vl", HUB_QWEN2_5_VL)
+    assert c25.fullatt_block_indexes == (7, 15, 23, 31) and c25.window_merged_side == 4 and c25.uses_window_attention
+    assert c25.tokens_per_second == 2
+    c3 = parse_qwen_vision_config("qwen3_vl", HUB_QWEN3_VL)
+    assert (c3.num_grid_per_side, c3.deepstack_visual_indexes, c3.out_hidden_size) == (48, (8, 16, 24), 4096)
+    # transformers-5 nested layout (what save_pretrained writes) parses to the same fields
+    for family in qt.FAMILIES:
+        cfg = parse_qwen_vision_config(family, qt.hf_config(family).to_dict())
+        same = parse_qwen_vision_config(family, qt.hf_config(family).to_dict()["vision_config"])
+        assert cfg == same and cfg.depth == 3
+
+
+def test_parse_rejects_bad_configs():
+    with pytest.raises(ValueError, match="not in"):
+        parse_qwen_vision_config("llava_next", HUB_QWEN2_VL)
+    with pytest.raises(ValueError, match="missing embed_dim"):
+        parse_qwen_vision_config("qwen2_vl", {"vision_config": {"depth": 2, "num_heads": 2, "hidden_size": 8}})
+    with pytest.raises(ValueError, match="out of range"):
+        parse_qwen_vision_config("qwen3_vl", {**HUB_QWEN3_VL, "vision_config": {
+            **HUB_QWEN3_VL["vision_config"], "deepstack_visual_indexes": [30]}})
+    with pytest.raises(ValueError, match="family"):
+        QwenVisionConfig("qwen9", 1, 8, 2, 8, 8, "silu")
+
+
+def test_visual_token_structure():
+    grid = np.array([[1, 4, 6], [1, 2, 2], [1, 6, 4]])
+    s = visual_token_structure(grid, [2, 1], spatial_merge_size=2, capacity=8, max_images=3)
+    assert s.coords.shape == (2, 8, 3) and s.grid.shape == (2, 3, 3)
+    np.testing.assert_array_equal(s.num_tokens, [7, 6])
+    np.testing.assert_array_equal(s.grid[0, :2], [[1, 2, 3], [1, 1, 1]])
+    np.testing.assert_array_equal(s.coords[0, :7, 1:], [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2], [0, 0]])
+    np.testing.assert_array_equal(s.image_index[0], [0, 0, 0, 0, 0, 0, 1, -1])
+    np.testing.assert_array_equal(s.valid[1], [True] * 6 + [False] * 2)
+    with pytest.raises(ValueError, match="sums to"):
+        visual_token_structure(grid, [1, 1], 2)
+    with pytest.raises(ValueError, match="capacity"):
+        visual_token_structure(grid, [2, 1], 2, capacity=5)
