@@ -1,0 +1,156 @@
+"""Converted-checkpoint folder: Orbax params + config, written atomically.
+
+Layout of a converted folder:
+
+  OUT_DIR/params/             Orbax checkpoint of the nested param dict (nnx state paths)
+  OUT_DIR/config.json         the HF config, copied byte for byte
+  OUT_DIR/model_config.json   our parsed config (dataclasses.asdict), for reading by eye
+  OUT_DIR/conversion.json     manifest: source, dtype, tensor count; written last
+
+Everything is written into a hidden sibling temp folder and renamed to OUT_DIR
+at the very end (one `rename`, atomic on POSIX), so a crash or SIGKILL leaves
+nothing at OUT_DIR, only a temp folder that the next conversion next to it
+removes once its writer process is gone.
+
+Params are saved with Orbax's partial save in groups of about `group_bytes`,
+so the whole model is never in memory at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+PARAMS_DIR = "params"
+HF_CONFIG = "config.json"
+PARSED_CONFIG = "model_config.json"
+MANIFEST = "conversion.json"
+FORMAT = "jaxprune-converted/1"
+_TEMP_TAG = ".converting-"
+
+
+def is_converted_dir(path: str | os.PathLike) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def _nest(flat: dict[str, np.ndarray]) -> dict:
+    tree: dict = {}
+    for path, value in flat.items():
+        node = tree
+        *parents, leaf = path.split("/")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    flat: dict[str, np.ndarray] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, path + "/"))
+        else:
+            flat[path] = value
+    return flat
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Remove temp folders of earlier conversions to `out` whose writer is dead."""
+    for temp in out.parent.glob(f".{out.name}{_TEMP_TAG}*"):
+        try:
+            pid = int(temp.name[len(f".{out.name}{_TEMP_TAG}"):].split("-")[0])
+        except ValueError:
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def save_params_streaming(params_dir: Path, tensors: Iterable[tuple[str, np.ndarray]], group_bytes: int) -> int:
+    """Orbax partial saves of at most ~group_bytes each, then finalize. Returns the tensor count."""
+    from orbax.checkpoint.experimental import v1 as ocp
+
+    group: dict[str, np.ndarray] = {}
+    size = count = 0
+    for path, array in tensors:
+        group[path] = array
+        size += array.nbytes
+        count += 1
+        if size >= group_bytes:
+            ocp.partial.save(params_dir, _nest(group))
+            group, size = {}, 0
+    if group or count == 0:
+        ocp.partial.save(params_dir, _nest(group))
+    ocp.partial.finalize(params_dir)
+    return count
+
+
+def write_converted(
+    out_dir: str | os.PathLike,
+    tensors: Iterable[tuple[str, np.ndarray]],
+    hf_config_file: Path,
+    parsed_config: dict,
+    manifest: dict,
+    overwrite: bool = False,
+    group_bytes: int = 128 << 20,
+) -> Path:
+    """Write a converted folder atomically (see module docstring). Returns OUT_DIR."""
+    out = Path(out_dir).absolute()
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
+        raise FileExistsError(f"{out} already exists; remove it or pass overwrite=True (--overwrite)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(out)
+    temp = out.parent / f".{out.name}{_TEMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    temp.mkdir()
+    try:
+        count = save_params_streaming(temp / PARAMS_DIR, tensors, group_bytes)
+        shutil.copyfile(hf_config_file, temp / HF_CONFIG)
+        (temp / PARSED_CONFIG).write_text(json.dumps(parsed_config, indent=2, default=str))
+        (temp / MANIFEST).write_text(json.dumps({"format": FORMAT, "tensors": count, **manifest}, indent=2))
+        _replace(temp, out)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace(temp: Path, out: Path) -> None:
+    """Move the finished temp folder to `out`; an old `out` is removed only after."""
+    if out.exists() and any(out.iterdir()):
+        trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(out, trash)
+        os.rename(temp, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(temp, out)  # over a missing or empty directory
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    return json.loads((Path(path) / MANIFEST).read_text())
+
+
+def read_params(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Flat {param path: numpy array} of a converted folder, dtypes as saved."""
+    from orbax.checkpoint.experimental import v1 as ocp
+
+    path = Path(path)
+    if not is_converted_dir(path):
+        raise ValueError(f"{path} is not a converted checkpoint folder (no {MANIFEST}; was the conversion interrupted?)")
+    tree = ocp.load(path / PARAMS_DIR)
+    return {k: np.asarray(v) for k, v in _flatten(tree).items()}

@@ -1,0 +1,161 @@
+"""HF folder -> flat Flax params: plan from headers, then stream tensor by tensor.
+
+`plan_conversion` looks only at safetensors headers, so every missing,
+unexpected and mis-shaped key is reported in one error before a single byte of
+weights is read. `stream_params` then yields one converted tensor at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convert.errors import ConversionError
+from convert.keymaps import keymap_for
+from convert.rules import KeyMap, Transform
+from convert.safetensors_io import SafetensorsReader
+
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
+def resolve_dtype(dtype: Any) -> np.dtype:
+    """'float32' | 'bfloat16' | 'float16' or a numpy / jax dtype -> numpy dtype."""
+    import ml_dtypes
+
+    try:
+        resolved = np.dtype(ml_dtypes.bfloat16 if str(dtype) == "bfloat16" else dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.name not in DTYPE_NAMES:
+        raise ValueError(f"dtype must be one of {DTYPE_NAMES}, got {dtype!r}")
+    return resolved
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedTensor:
+    key: str  # HF tensor name
+    target: str  # Flax param path
+    transform: Transform
+    nbytes: int
+
+
+def plan_conversion(
+    reader: SafetensorsReader, keymap: KeyMap, expected: Mapping[str, tuple[int, ...]]
+) -> list[PlannedTensor]:
+    """Map every HF key and check every shape; raise ConversionError listing all problems."""
+    planned: dict[str, PlannedTensor] = {}
+    unexpected: list[str] = []
+    mismatched: dict[str, tuple[str, tuple, tuple]] = {}
+    for key in reader.keys():
+        info = reader.tensors[key]
+        match = keymap.match(key)
+        if match is None:
+            unexpected.append(f"{key} (no rule)")
+            continue
+        if match.target is None:  # dropped on purpose
+            continue
+        if match.target not in expected:
+            if not match.rule.optional:
+                unexpected.append(f"{key} -> {match.target} (model has no such param)")
+            continue
+        if match.target in planned:
+            unexpected.append(f"{key} -> {match.target} (already filled from {planned[match.target].key})")
+            continue
+        try:
+            shape = match.transform.out_shape(info.shape)
+        except ValueError:
+            shape = info.shape
+        want = tuple(expected[match.target])
+        if shape != want:
+            mismatched[match.target] = (key, shape, want)
+        planned[match.target] = PlannedTensor(key, match.target, match.transform, info.nbytes)
+    missing = [p for p in expected if p not in planned]
+    if missing or unexpected or mismatched:
+        raise ConversionError(str(reader.folder), missing, unexpected, mismatched)
+    return list(planned.values())
+
+
+def stream_params(
+    reader: SafetensorsReader, plan: list[PlannedTensor], dtype: np.dtype, progress: bool = False
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield (param path, converted array); floating tensors are cast to `dtype`."""
+    from tqdm.auto import tqdm
+
+    total = sum(p.nbytes for p in plan)
+    with tqdm(total=total, unit="B", unit_scale=True, desc="converting", disable=not progress) as bar:
+        for item in plan:
+            raw = reader.read(item.key)
+            target_dtype = dtype if np.issubdtype(raw.dtype, np.floating) or raw.dtype.name == "bfloat16" else raw.dtype
+            array = item.transform.apply(raw, target_dtype)
+            del raw
+            bar.update(item.nbytes)
+            yield item.target, array
+
+
+def _load_config(hf_dir: Path):
+    from models.config import load_config
+
+    return load_config(hf_dir)
+
+
+def _expected_shapes(config) -> dict[str, tuple[int, ...]]:
+    from models.params import flat_param_shapes
+
+    return {k: tuple(v) for k, v in flat_param_shapes(config).items()}
+
+
+def _read_model_type(hf_dir: Path) -> str:
+    config_file = hf_dir / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{hf_dir}: no config.json (is this a Hugging Face checkpoint folder?)")
+    try:
+        return json.loads(config_file.read_text())["model_type"]
+    except (json.JSONDecodeError, KeyError) as err:
+        raise ValueError(f"{config_file}: cannot read model_type ({err})") from None
+
+
+def prepare(hf_dir: str | os.PathLike):
+    """Open an HF folder and plan its conversion: (config, reader, plan)."""
+    hf_dir = Path(hf_dir)
+    model_type = _read_model_type(hf_dir)
+    keymap = keymap_for(model_type)  # unsupported model_type: ValueError naming the supported ones
+    config = _load_config(hf_dir)
+    reader = SafetensorsReader(hf_dir)
+    return config, reader, plan_conversion(reader, keymap, _expected_shapes(config))
+
+
+def load_hf_params(hf_dir: str | os.PathLike, dtype: Any = "float32", progress: bool = False):
+    """In-memory conversion (no files written): (config, {param path: np.ndarray})."""
+    config, reader, plan = prepare(hf_dir)
+    return config, dict(stream_params(reader, plan, resolve_dtype(dtype), progress))
+
+
+def convert_checkpoint(
+    hf_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    dtype: Any = "float32",
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Convert an HF safetensors folder to a Flax/Orbax folder at `out_dir` (atomic). Returns out_dir."""
+    from convert.checkpoint import write_converted
+
+    np_dtype = resolve_dtype(dtype)
+    config, reader, plan = prepare(hf_dir)
+    manifest = {"source": str(Path(hf_dir).absolute()), "dtype": np_dtype.name, "model_type": config.model_type}
+    parsed = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+    return write_converted(
+        out_dir,
+        stream_params(reader, plan, np_dtype, progress),
+        Path(hf_dir) / "config.json",
+        parsed,
+        manifest,
+        overwrite=overwrite,
+    )
