@@ -5,18 +5,22 @@ HF keys appear as `visual.*` (the Hub's on-disk layout) or `model.visual.*`
 paths of `models.qwen_vision.QwenVisionTower` under `visual/`.
 
 Each spec is (regex on the HF key, target path template, transform):
-"linear" = transpose [out, in] -> [in, out]; "conv3d" = Conv3d weight
-[D, C, T, P, P] -> matmul kernel [C*T*P*P, D] (the patch embedding runs on
-pre-flattened patches); "none" = as is.
+"linear" = transpose [out, in] -> [in, out]; "qwen_patch3d" = Conv3d weight
+[D, C, T, P, P] -> [C, T, P, P, D] (the tower flattens it to the matmul kernel
+[C*T*P*P, D] that pre-cut patches need); "none" = as is.
 """
 
 from __future__ import annotations
+
+from convert.rules import Rule, register_transform
+
+register_transform("qwen_patch3d", (1, 2, 3, 4, 0))
 
 _PREFIX = r"^(?:model\.)?visual\."
 _LINEAR = r"(?P<lin>qkv|proj|fc1|fc2|gate_proj|up_proj|down_proj|linear_fc1|linear_fc2)"
 
 QWEN_VISION_KEY_SPECS: tuple[tuple[str, str, str], ...] = (
-    (_PREFIX + r"patch_embed\.proj\.weight$", "visual/patch_embed/proj/kernel", "conv3d"),
+    (_PREFIX + r"patch_embed\.proj\.weight$", "visual/patch_embed/proj/kernel", "qwen_patch3d"),
     (_PREFIX + r"patch_embed\.proj\.bias$", "visual/patch_embed/proj/bias", "none"),
     (_PREFIX + r"pos_embed\.weight$", "visual/pos_embed/embedding", "none"),
     # blocks: norms (LayerNorm has a bias, RMSNorm only a scale)
@@ -34,15 +38,23 @@ QWEN_VISION_KEY_SPECS: tuple[tuple[str, str, str], ...] = (
     (_PREFIX + r"merger\.mlp\.2\.weight$", "visual/merger/fc2/kernel", "linear"),
     (_PREFIX + r"merger\.mlp\.2\.bias$", "visual/merger/fc2/bias", "none"),
     # Qwen3 merger and deepstack mergers: norm, linear_fc1, linear_fc2
-    (_PREFIX + r"(?P<mg>merger|deepstack_merger_list\.\d+)\.norm\.weight$", "visual/{mg}/norm/scale", "none"),
-    (_PREFIX + r"(?P<mg>merger|deepstack_merger_list\.\d+)\.norm\.bias$", "visual/{mg}/norm/bias", "none"),
-    (_PREFIX + r"(?P<mg>merger|deepstack_merger_list\.\d+)\.(?P<lin>linear_fc[12])\.weight$",
-     "visual/{mg}/{lin}/kernel", "linear"),
-    (_PREFIX + r"(?P<mg>merger|deepstack_merger_list\.\d+)\.(?P<lin>linear_fc[12])\.bias$",
-     "visual/{mg}/{lin}/bias", "none"),
+    (_PREFIX + r"merger\.norm\.weight$", "visual/merger/norm/scale", "none"),
+    (_PREFIX + r"merger\.norm\.bias$", "visual/merger/norm/bias", "none"),
+    (_PREFIX + r"merger\.(?P<lin>linear_fc[12])\.weight$", "visual/merger/{lin}/kernel", "linear"),
+    (_PREFIX + r"merger\.(?P<lin>linear_fc[12])\.bias$", "visual/merger/{lin}/bias", "none"),
+    (_PREFIX + r"deepstack_merger_list\.(?P<j>\d+)\.norm\.weight$", "visual/deepstack_merger_list/{j}/norm/scale",
+     "none"),
+    (_PREFIX + r"deepstack_merger_list\.(?P<j>\d+)\.norm\.bias$", "visual/deepstack_merger_list/{j}/norm/bias",
+     "none"),
+    (_PREFIX + r"deepstack_merger_list\.(?P<j>\d+)\.(?P<lin>linear_fc[12])\.weight$",
+     "visual/deepstack_merger_list/{j}/{lin}/kernel", "linear"),
+    (_PREFIX + r"deepstack_merger_list\.(?P<j>\d+)\.(?P<lin>linear_fc[12])\.bias$",
+     "visual/deepstack_merger_list/{j}/{lin}/bias", "none"),
 )
 
 
-def target_path(spec_target: str, groups: dict) -> str:
-    """Fill a target template; dotted group values (deepstack_merger_list.0) become path segments."""
-    return spec_target.format(**{k: v.replace(".", "/") for k, v in groups.items()})
+def vision_rules(model_type: str) -> list[Rule]:
+    """The Qwen vision rules (the hook convert/keymaps/__init__.py calls)."""
+    if model_type not in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
+        raise ValueError(f"vision_qwen key map serves qwen2_vl / qwen2_5_vl / qwen3_vl, not {model_type!r}")
+    return [Rule(pattern, target, transform) for pattern, target, transform in QWEN_VISION_KEY_SPECS]

@@ -20,12 +20,29 @@ from models.qwen_vision.layers import VisionBlock, block_norm_kind, linear, norm
 from models.qwen_vision.layout import VisionLayout, build_vision_layout, pad_pixel_values
 
 
-class PatchEmbed(nnx.Module):
-    """Conv3d with stride == kernel == (T, P, P) on pre-cut patches is one matmul:
-    kernel [C*T*P*P, D] = conv weight [D, C, T, P, P] flattened and transposed."""
+class PatchProjection(nnx.Module):
+    """Conv3d with stride == kernel == (T, P, P) on pre-cut patches is one matmul.
 
+    The kernel keeps the conv's axes as [C, T, P, P, D] (a pure permutation of
+    torch's [D, C, T, P, P], so conversion is a transpose with a shape check) and
+    is flattened to [C*T*P*P, D] at use, matching the processor's patch rows.
+    """
+
+    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs, bias: bool):
+        shape = (config.in_channels, config.temporal_patch_size, config.patch_size, config.patch_size)
+        init = nnx.initializers.lecun_normal(in_axis=(0, 1, 2, 3), out_axis=4)
+        self.kernel = nnx.Param(init(rngs.params(), (*shape, config.hidden_size)))
+        self.bias = nnx.Param(jnp.zeros((config.hidden_size,))) if bias else None
+
+    def __call__(self, pixel_values):  # [N, C*T*P*P] -> [N, D]
+        kernel = self.kernel[...]
+        out = pixel_values @ kernel.reshape(-1, kernel.shape[-1])
+        return out if self.bias is None else out + self.bias[...]
+
+
+class PatchEmbed(nnx.Module):
     def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs):
-        self.proj = linear(config.patch_dim, config.hidden_size, rngs, bias=config.family == "qwen3_vl")
+        self.proj = PatchProjection(config, rngs, bias=config.family == "qwen3_vl")
 
     def __call__(self, pixel_values):  # [N, C*T*P*P] -> [N, D]
         return self.proj(pixel_values)

@@ -147,26 +147,19 @@ def tokenizer():
     return fast
 
 
-def hf_vision_to_flat(state_dict: dict, strip_prefix: str = "visual/") -> dict:
-    """HF vision state dict -> {flax path: array} through the key-map specs (test-side applier)."""
-    import re
+def hf_vision_to_flat(state_dict: dict, family: str, strip_prefix: str = "visual/") -> dict:
+    """HF vision state dict -> {flax path: array} through the converter's key map for `family`."""
+    from convert.keymaps.vision_qwen import vision_rules
+    from convert.rules import KeyMap
 
-    from convert.keymaps.vision_qwen import QWEN_VISION_KEY_SPECS, target_path
-
-    transforms = {
-        "none": lambda a: a,
-        "linear": lambda a: a.T,
-        "conv3d": lambda a: a.reshape(a.shape[0], -1).T,
-    }
+    keymap = KeyMap(vision_rules(family))
     flat = {}
     for key, tensor in state_dict.items():
         key = key if key.startswith(("visual.", "model.visual.")) else "visual." + key
-        hits = [(m, t, tr) for p, t, tr in QWEN_VISION_KEY_SPECS if (m := re.match(p, key))]
-        if len(hits) != 1:
-            raise KeyError(f"{key}: {len(hits)} key-map rules match")
-        match, target, transform = hits[0]
-        path = target_path(target, match.groupdict())
-        flat[path.removeprefix(strip_prefix)] = transforms[transform](tensor.detach().numpy())
+        match = keymap.match(key)
+        if match is None:
+            raise KeyError(f"{key}: no key-map rule")
+        flat[match.target.removeprefix(strip_prefix)] = match.transform.apply(tensor.detach().numpy(), np.float32)
     return flat
 
 

@@ -32,7 +32,7 @@ def family_setup(request):
     hf = qt.hf_vision_tower(family, seed=1)
     config = parse_qwen_vision_config(family, qt.hf_config(family).to_dict())
     tower = QwenVisionTower(config, nnx.Rngs(0))
-    qt.set_params(tower, qt.hf_vision_to_flat(hf.state_dict()))
+    qt.set_params(tower, qt.hf_vision_to_flat(hf.state_dict(), family))
     batch = qt.image_processor(family)(qt.test_images(), return_tensors="np")
     return family, hf, tower, batch["pixel_values"], batch["image_grid_thw"]
 
@@ -180,3 +180,27 @@ def test_visual_token_structure():
         visual_token_structure(grid, [1, 1], 2)
     with pytest.raises(ValueError, match="capacity"):
         visual_token_structure(grid, [2, 1], 2, capacity=5)
+
+
+@pytest.mark.parametrize("family", qt.FAMILIES)
+def test_key_map_covers_both_layouts_with_matching_shapes(family):
+    from convert.keymaps.vision_qwen import vision_rules
+    from convert.rules import KeyMap
+
+    hf = qt.hf_vision_tower(family)
+    tower = QwenVisionTower(parse_qwen_vision_config(family, qt.hf_config(family).to_dict()), nnx.Rngs(0))
+    ours = {
+        "visual/" + "/".join(map(str, path)): tuple(v.shape)
+        for path, v in nnx.iter_graph(tower)
+        if isinstance(v, nnx.Param)
+    }
+    keymap = KeyMap(vision_rules(family))
+    for prefix in ("visual.", "model.visual."):  # Hub on-disk / transformers-5 names
+        mapped = {}
+        for key, tensor in hf.state_dict().items():
+            match = keymap.match(prefix + key)
+            assert match is not None, prefix + key
+            mapped[match.target] = match.transform.out_shape(tuple(tensor.shape))
+        assert mapped == ours
+    with pytest.raises(ValueError, match="serves"):
+        vision_rules("llava_next")
