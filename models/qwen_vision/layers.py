@@ -28,15 +28,15 @@ def activation(name: str):
     return table[name]
 
 
-def linear(in_features: int, out_features: int, rngs: nnx.Rngs, bias: bool = True) -> nnx.Linear:
-    return nnx.Linear(in_features, out_features, use_bias=bias, rngs=rngs)
+def linear(in_features: int, out_features: int, rngs: nnx.Rngs, bias: bool = True, dtype=jnp.float32) -> nnx.Linear:
+    return nnx.Linear(in_features, out_features, use_bias=bias, param_dtype=dtype, rngs=rngs)
 
 
-def norm(kind: str, features: int, rngs: nnx.Rngs) -> nnx.Module:
+def norm(kind: str, features: int, rngs: nnx.Rngs, dtype=jnp.float32) -> nnx.Module:
     """eps 1e-6 everywhere in the Qwen ViTs; exact two-pass variance like torch."""
     if kind == "layernorm":
-        return nnx.LayerNorm(features, epsilon=1e-6, use_fast_variance=False, rngs=rngs)
-    return nnx.RMSNorm(features, epsilon=1e-6, use_fast_variance=False, rngs=rngs)
+        return nnx.LayerNorm(features, epsilon=1e-6, use_fast_variance=False, param_dtype=dtype, rngs=rngs)
+    return nnx.RMSNorm(features, epsilon=1e-6, use_fast_variance=False, param_dtype=dtype, rngs=rngs)
 
 
 def block_norm_kind(config: QwenVisionConfig) -> str:
@@ -46,17 +46,17 @@ def block_norm_kind(config: QwenVisionConfig) -> str:
 class VisionMLP(nnx.Module):
     """fc1/act/fc2 (Qwen2-VL), linear_fc1/act/linear_fc2 (Qwen3-VL), SwiGLU with bias (Qwen2.5-VL)."""
 
-    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs):
+    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs, dtype=jnp.float32):
         d, f = config.hidden_size, config.intermediate_size
         self.family = config.family
         self.act = activation(config.hidden_act)
         if config.family == "qwen2_vl":
-            self.fc1, self.fc2 = linear(d, f, rngs), linear(f, d, rngs)
+            self.fc1, self.fc2 = linear(d, f, rngs, dtype=dtype), linear(f, d, rngs, dtype=dtype)
         elif config.family == "qwen3_vl":
-            self.linear_fc1, self.linear_fc2 = linear(d, f, rngs), linear(f, d, rngs)
+            self.linear_fc1, self.linear_fc2 = linear(d, f, rngs, dtype=dtype), linear(f, d, rngs, dtype=dtype)
         else:
-            self.gate_proj, self.up_proj = linear(d, f, rngs), linear(d, f, rngs)
-            self.down_proj = linear(f, d, rngs)
+            self.gate_proj, self.up_proj = linear(d, f, rngs, dtype=dtype), linear(d, f, rngs, dtype=dtype)
+            self.down_proj = linear(f, d, rngs, dtype=dtype)
 
     def __call__(self, x):  # [N, D] -> [N, D]
         if self.family == "qwen2_vl":
@@ -99,10 +99,10 @@ class VisionAttention(nnx.Module):
     each window, and are scattered back to patch order (the "un-reordering").
     """
 
-    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs):
+    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs, dtype=jnp.float32):
         self.num_heads, self.head_dim = config.num_heads, config.head_dim
-        self.qkv = linear(config.hidden_size, 3 * config.hidden_size, rngs)
-        self.proj = linear(config.hidden_size, config.hidden_size, rngs)
+        self.qkv = linear(config.hidden_size, 3 * config.hidden_size, rngs, dtype=dtype)
+        self.proj = linear(config.hidden_size, config.hidden_size, rngs, dtype=dtype)
 
     def _qkv(self, x, cos, sin):
         n = x.shape[0]
@@ -128,12 +128,12 @@ class VisionAttention(nnx.Module):
 
 
 class VisionBlock(nnx.Module):
-    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs):
+    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs, dtype=jnp.float32):
         kind = block_norm_kind(config)
-        self.norm1 = norm(kind, config.hidden_size, rngs)
-        self.norm2 = norm(kind, config.hidden_size, rngs)
-        self.attn = VisionAttention(config, rngs)
-        self.mlp = VisionMLP(config, rngs)
+        self.norm1 = norm(kind, config.hidden_size, rngs, dtype)
+        self.norm2 = norm(kind, config.hidden_size, rngs, dtype)
+        self.attn = VisionAttention(config, rngs, dtype)
+        self.mlp = VisionMLP(config, rngs, dtype)
 
     def __call__(self, x, cos, sin, segment_ids, window_index=None, window_valid=None):  # [N, D]
         x = x + self.attn(self.norm1(x), cos, sin, segment_ids, window_index, window_valid)

@@ -28,21 +28,22 @@ class PatchProjection(nnx.Module):
     is flattened to [C*T*P*P, D] at use, matching the processor's patch rows.
     """
 
-    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs, bias: bool):
+    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs, bias: bool, dtype=jnp.float32):
         shape = (config.in_channels, config.temporal_patch_size, config.patch_size, config.patch_size)
         init = nnx.initializers.lecun_normal(in_axis=(0, 1, 2, 3), out_axis=4)
-        self.kernel = nnx.Param(init(rngs.params(), (*shape, config.hidden_size)))
-        self.bias = nnx.Param(jnp.zeros((config.hidden_size,))) if bias else None
+        self.kernel = nnx.Param(init(rngs.params(), (*shape, config.hidden_size), dtype))
+        self.bias = nnx.Param(jnp.zeros((config.hidden_size,), dtype)) if bias else None
 
     def __call__(self, pixel_values):  # [N, C*T*P*P] -> [N, D]
         kernel = self.kernel[...]
-        out = pixel_values @ kernel.reshape(-1, kernel.shape[-1])
+        # like HF, pixels are cast to the weights' dtype before the projection
+        out = pixel_values.astype(kernel.dtype) @ kernel.reshape(-1, kernel.shape[-1])
         return out if self.bias is None else out + self.bias[...]
 
 
 class PatchEmbed(nnx.Module):
-    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs):
-        self.proj = PatchProjection(config, rngs, bias=config.family == "qwen3_vl")
+    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs, dtype=jnp.float32):
+        self.proj = PatchProjection(config, rngs, bias=config.family == "qwen3_vl", dtype=dtype)
 
     def __call__(self, pixel_values):  # [N, C*T*P*P] -> [N, D]
         return self.proj(pixel_values)
@@ -55,16 +56,17 @@ class PatchMerger(nnx.Module):
     Names: ln_q/fc1/fc2 for Qwen2/2.5 (HF `mlp.0`/`mlp.2`), norm/linear_fc1/linear_fc2 for Qwen3.
     """
 
-    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs, postshuffle: bool = False):
+    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs, postshuffle: bool = False, dtype=jnp.float32):
         self.unit, self.postshuffle = config.merge_unit, postshuffle
         self.qwen3 = config.family == "qwen3_vl"
-        d, wide = config.hidden_size, config.hidden_size * config.merge_unit
+        d, wide, out = config.hidden_size, config.hidden_size * config.merge_unit, config.out_hidden_size
+        first, second = linear(wide, wide, rngs, dtype=dtype), linear(wide, out, rngs, dtype=dtype)
         if self.qwen3:
-            self.norm = norm("layernorm", wide if postshuffle else d, rngs)
-            self.linear_fc1, self.linear_fc2 = linear(wide, wide, rngs), linear(wide, config.out_hidden_size, rngs)
+            self.norm = norm("layernorm", wide if postshuffle else d, rngs, dtype)
+            self.linear_fc1, self.linear_fc2 = first, second
         else:
-            self.ln_q = norm(block_norm_kind(config), d, rngs)
-            self.fc1, self.fc2 = linear(wide, wide, rngs), linear(wide, config.out_hidden_size, rngs)
+            self.ln_q = norm(block_norm_kind(config), d, rngs, dtype)
+            self.fc1, self.fc2 = first, second
 
     def __call__(self, x):  # [N, D] -> [N // unit, out]
         grouped = lambda y: y.reshape(y.shape[0] // self.unit, -1)  # noqa: E731
@@ -85,16 +87,16 @@ class QwenVisionTower(nnx.Module):
     """HF `Qwen2VisionTransformerPretrainedModel` / `Qwen2_5_VisionTransformerPretrainedModel` /
     `Qwen3VLVisionModel`, with the packed sequence padded to a static capacity."""
 
-    def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs):
+    def __init__(self, config: QwenVisionConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
         self.config = config
-        self.patch_embed = PatchEmbed(config, rngs)
+        self.patch_embed = PatchEmbed(config, rngs, dtype)
         if config.family == "qwen3_vl":
-            self.pos_embed = nnx.Embed(config.num_position_embeddings, config.hidden_size, rngs=rngs)
-        self.blocks = nnx.List([VisionBlock(config, rngs) for _ in range(config.depth)])
-        self.merger = PatchMerger(config, rngs)
+            self.pos_embed = nnx.Embed(config.num_position_embeddings, config.hidden_size, param_dtype=dtype, rngs=rngs)
+        self.blocks = nnx.List([VisionBlock(config, rngs, dtype) for _ in range(config.depth)])
+        self.merger = PatchMerger(config, rngs, dtype=dtype)
         if config.deepstack_visual_indexes:
             self.deepstack_merger_list = nnx.List(
-                [PatchMerger(config, rngs, postshuffle=True) for _ in config.deepstack_visual_indexes]
+                [PatchMerger(config, rngs, postshuffle=True, dtype=dtype) for _ in config.deepstack_visual_indexes]
             )
 
     def __call__(self, pixel_values, layout: VisionLayout) -> VisionOutput:
@@ -110,7 +112,8 @@ class QwenVisionTower(nnx.Module):
         x = self.patch_embed(pixel_values)
         if cfg.family == "qwen3_vl":
             table = self.pos_embed.embedding[...]
-            x = x + jnp.sum(table[layout.interp_index] * layout.interp_weight[..., None], axis=1)
+            pos = jnp.sum(table[layout.interp_index] * layout.interp_weight[..., None].astype(table.dtype), axis=1)
+            x = x + pos.astype(x.dtype)
         cos, sin = rotary_cos_sin(layout.rope_hw, rotary_inv_freq(cfg))
         deepstack = []
         for i, block in enumerate(self.blocks):

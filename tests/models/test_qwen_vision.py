@@ -31,7 +31,7 @@ def family_setup(request):
     family = request.param
     hf = qt.hf_vision_tower(family, seed=1)
     config = parse_qwen_vision_config(family, qt.hf_config(family).to_dict())
-    tower = QwenVisionTower(config, nnx.Rngs(0))
+    tower = QwenVisionTower(config, rngs=nnx.Rngs(0))
     qt.set_params(tower, qt.hf_vision_to_flat(hf.state_dict(), family))
     batch = qt.image_processor(family)(qt.test_images(), return_tensors="np")
     return family, hf, tower, batch["pixel_values"], batch["image_grid_thw"]
@@ -188,7 +188,7 @@ def test_key_map_covers_both_layouts_with_matching_shapes(family):
     from convert.rules import KeyMap
 
     hf = qt.hf_vision_tower(family)
-    tower = QwenVisionTower(parse_qwen_vision_config(family, qt.hf_config(family).to_dict()), nnx.Rngs(0))
+    tower = QwenVisionTower(parse_qwen_vision_config(family, qt.hf_config(family).to_dict()), rngs=nnx.Rngs(0))
     ours = {
         "visual/" + "/".join(map(str, path)): tuple(v.shape)
         for path, v in nnx.iter_graph(tower)
