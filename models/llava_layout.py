@@ -168,7 +168,7 @@ def crop_starts(pixel_shape: tuple[int, ...], grids: Sequence[ImageGrid]) -> np.
         if short.size:
             i = int(short[0])
             raise ValueError(
-                f"pixel_values has {pixel_shape[1]} crops per image; image {i} of size needs {int(need[i])} "
+                f"pixel_values has {pixel_shape[1]} crops per image; image {i} needs {int(need[i])} "
                 f"(1 base + {grids[i].crop_rows}x{grids[i].crop_cols} tiles): image_sizes and pixel_values disagree"
             )
         return np.arange(len(grids), dtype=np.int64) * pixel_shape[1]
@@ -237,6 +237,8 @@ def plan_layout(
         per_sample, num_samples = [1] * len(grids), len(grids)
     else:
         ids = np.asarray(input_ids)
+        if image_token_id is None:
+            raise ValueError("image_token_id is required to place images by the image tokens of input_ids")
         if ids.ndim != 2:
             raise ValueError(f"input_ids of shape {ids.shape}: expected [batch, seq]")
         per_sample, num_samples = images_per_sample(ids, image_token_id, tokens), ids.shape[0]

@@ -34,10 +34,11 @@ IMAGE_SIZES = {
 
 
 def vision_config_dict(**overrides) -> dict:
-    return dict(
+    base = dict(
         model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-        num_attention_heads=4, image_size=CROP, patch_size=PATCH, hidden_act="quick_gelu", **overrides,
+        num_attention_heads=4, image_size=CROP, patch_size=PATCH, hidden_act="quick_gelu",
     )
+    return base | overrides
 
 
 def text_config_dict() -> dict:
