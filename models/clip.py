@@ -137,19 +137,21 @@ class ClipVisionTower(nnx.Module):
         self.encoder = ClipEncoder(config, dtype, rngs)
         self.post_layernorm = _layer_norm(config.hidden_size, config.layer_norm_eps, dtype, rngs)
 
-    def check_pixel_values(self, pixel_values) -> None:
-        """ValueError unless pixel_values is [N, C, image_size, image_size]."""
+    def check_crop_shape(self, shape: tuple[int, ...]) -> None:
+        """ValueError unless `shape` ends in [C, image_size, image_size] (crops of this tower)."""
         c = self.config
         want = (c.num_channels, c.image_size, c.image_size)
-        if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != want:
+        if len(shape) < 4 or tuple(shape[-3:]) != want:
             raise ValueError(
-                f"CLIP tower: pixel_values has shape {tuple(pixel_values.shape)}; expected [num_crops, {want[0]}, "
-                f"{want[1]}, {want[2]}]"
+                f"CLIP tower: pixel_values has shape {tuple(shape)}; expected [..., {want[0]}, {want[1]}, {want[2]}] "
+                f"crops"
             )
 
     def hidden_states(self, pixel_values, indices: tuple[int, ...]) -> tuple[jax.Array, ...]:
         """The hidden states at `indices` (HF numbering, negatives allowed), each [N, 1 + g*g, D]."""
-        self.check_pixel_values(pixel_values)
+        if pixel_values.ndim != 4:
+            raise ValueError(f"CLIP tower: pixel_values has shape {tuple(pixel_values.shape)}; expected 4-D crops")
+        self.check_crop_shape(tuple(pixel_values.shape))
         n_states = self.config.num_hidden_layers + 1
         for i in indices:
             if not -n_states <= i < n_states:

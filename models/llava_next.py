@@ -70,7 +70,7 @@ class LlavaNextImageEncoder(nnx.Module):
         shape = tuple(np.shape(pixel_values))
         if len(shape) not in (4, 5):
             raise ValueError(f"pixel_values of shape {shape}: expected 5-D [images, crops, C, H, W] or 4-D")
-        self.vision_tower.check_pixel_values(np.empty((1, *shape[-3:]), dtype=np.uint8))
+        self.vision_tower.check_crop_shape(shape)
         return plan_layout(image_sizes, shape, self.vision_config, **kwargs)
 
     def image_features(self, pixel_values, image_sizes, capacity: int | None = None):
