@@ -1,0 +1,166 @@
+"""Hi-Lo stage-1 selection against its NumPy reference, window budgets, jit/vmap/padding, properties, bad input."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jax_pruning.methods import hilo
+from jax_pruning.ops import grid_coordinates
+from tests.methods.feature_data import centers, clustered, pad_rows, random_valid
+from tests.reference import np_hilo
+
+
+@functools.lru_cache(maxsize=None)
+def jitted(window=2, coarse=True, candidates=True):
+    """select_details with traced k, m and mask (one compilation per switches and shape)."""
+    return jax.jit(lambda x, row, col, k, m, valid: hilo.select_details(
+        x, row, col, k, m, valid=valid, window=window, coarse=coarse, candidates=candidates))
+
+
+def grid_case(seed, h, w, d=16, clusters=5):
+    rng = np.random.default_rng(seed)
+    row, col = grid_coordinates(h, w)
+    return clustered(rng, h * w, d, centers(rng, clusters, d)), row, col
+
+
+def run(x, row, col, k, m, valid=None, **switches):
+    valid = np.ones(len(x), bool) if valid is None else valid
+    return jitted(**switches)(jnp.asarray(x), jnp.asarray(row), jnp.asarray(col), jnp.int32(k), jnp.int32(m),
+                              jnp.asarray(valid))
+
+
+@pytest.mark.parametrize("switches", [dict(), dict(window=3), dict(coarse=False), dict(candidates=False),
+                                      dict(coarse=False, candidates=False)], ids=str)
+def test_matches_reference(switches):
+    for seed, (h, w), k, m in [(0, (5, 7), 8, 8), (1, (5, 7), 0, 5), (2, (6, 6), 13, 30), (3, (4, 9), 36, 3)]:
+        x, row, col = grid_case(seed, h, w)
+        got = run(x, row, col, k, m, **switches)
+        ref = np_hilo.select(x, row, col, k, m, **switches)
+        for name, a, b in zip(("retained", "candidates", "dropped"), got[:3], ref):
+            np.testing.assert_array_equal(np.asarray(a), b, err_msg=f"{name} seed={seed}")
+
+
+def test_matches_reference_qwen_size():
+    """A 28 x 40 merged grid (a 784 x 1120 image on Qwen2-VL), d=512, keep 25 %, m = k."""
+    x, row, col = grid_case(11, 28, 40, d=512, clusters=30)
+    k, m = hilo.budgets(0.25, 1.0, 28 * 40)
+    assert (k, m) == (280, 280)
+    got = run(x, row, col, k, m)
+    ref = np_hilo.select(x, row, col, k, m)
+    for a, b in zip(got[:3], ref):
+        np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def test_window_shares_follow_scores():
+    """Shares: largest remainders of k * mean-I / sum, capped by the window's token count."""
+    x, row, col = grid_case(4, 4, 4, d=8)
+    x[:, :] = np.abs(x)  # positive, so scales add up
+    x[(row < 2) & (col < 2)] *= 10.0  # window 0 is far more informative than the others
+    got = run(x, row, col, 6, 0)
+    share = np.asarray(got.share)[:4]
+    assert share[0] == 4  # capped at its 4 tokens, excess re-split
+    assert share.sum() == 6
+    retained, win = np.asarray(got.retained), np.asarray(got.window)
+    for w in range(4):
+        assert retained[win == w].sum() == share[w]
+
+
+def test_budgets():
+    assert hilo.budgets(0.25, 1.0, 1120) == (280, 280)
+    assert hilo.budgets(0.6, 1.0, 100) == (60, 40)  # m capped by what is left
+    assert hilo.budgets(0.1, 0.5, 35) == (3, 1)
+    k, m = jax.jit(hilo.budgets)(jnp.float32(0.25), jnp.float32(1.0), jnp.int32(1120))
+    assert (int(k), int(m)) == (280, 280)
+
+
+def test_jit_equals_eager_padding_and_vmap():
+    rng = np.random.default_rng(6)
+    cap, grids, ks, ms = 48, [(5, 7), (6, 8), (3, 5)], [9, 12, 4], [9, 5, 20]
+    xs, rows, cols, valids, refs = [], [], [], [], []
+    for b, (h, w) in enumerate(grids):
+        x, row, col = grid_case(40 + b, h, w)
+        valid = random_valid(rng, h * w, cap)
+        xs.append(pad_rows(x, valid, rng))
+        r = rng.integers(-50, 50, cap)  # junk coordinates in the padding
+        c = rng.integers(-50, 50, cap)
+        r[valid], c[valid] = row, col
+        rows.append(r), cols.append(c), valids.append(valid)
+        refs.append(np_hilo.select(x, row, col, ks[b], ms[b]))
+    fn = jitted()
+    batched = jax.vmap(fn)(jnp.asarray(np.stack(xs)), jnp.asarray(np.stack(rows)), jnp.asarray(np.stack(cols)),
+                           jnp.asarray(ks, jnp.int32), jnp.asarray(ms, jnp.int32), jnp.asarray(np.stack(valids)))
+    for b in range(3):
+        eager = hilo.select(jnp.asarray(xs[b]), jnp.asarray(rows[b]), jnp.asarray(cols[b]), ks[b], ms[b],
+                            valid=jnp.asarray(valids[b]))
+        for i, mask in enumerate(eager):
+            mask = np.asarray(mask)
+            np.testing.assert_array_equal(np.asarray(batched[i][b]), mask)
+            assert not (mask & ~valids[b]).any()
+            np.testing.assert_array_equal(mask[valids[b]], refs[b][i])
+
+
+@given(st.integers(0, 2**31 - 1), st.integers(0, 30), st.integers(0, 40), st.integers(0, 40), st.booleans())
+def test_properties(seed, n_valid, k, m, coarse):
+    rng = np.random.default_rng(seed)
+    x, row, col = grid_case(seed % 1000, 5, 6, d=8, clusters=3)
+    valid = rng.permutation(np.arange(30) < n_valid)
+    got = run(x, row, col, k, m, valid, coarse=coarse)
+    r, c, d = (np.asarray(a) for a in got[:3])
+    assert r.sum() == min(k, n_valid)
+    assert c.sum() == min(m, n_valid - r.sum())
+    assert not (r & c).any() and not (r & d).any() and not (c & d).any()
+    np.testing.assert_array_equal(r | c | d, valid)
+    again = run(x, row, col, k, m, valid, coarse=coarse)
+    np.testing.assert_array_equal(np.asarray(again.retained), r)
+    # the token order does not matter (coordinates travel with the tokens)
+    perm = rng.permutation(30)
+    p = run(x[perm], row[perm], col[perm], k, m, valid[perm], coarse=coarse)
+    for a, b in zip(p[:3], (r, c, d)):
+        np.testing.assert_array_equal(np.asarray(a), b[perm])
+
+
+def test_degenerate_inputs():
+    x, row, col = grid_case(7, 4, 6)
+    x[:5] = 0  # zero-norm tokens: cos 0, loss 0, no NaN
+    got = run(x, row, col, 6, 6)
+    assert np.isfinite(np.asarray(got.graph_score)).all() and np.isfinite(np.asarray(got.loss)).all()
+    ref = np_hilo.select(x, row, col, 6, 6)
+    for a, b in zip(got[:3], ref):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    # k = 0: R empty, candidates are the most informative tokens
+    got = run(x, row, col, 0, 4)
+    info = np.linalg.norm(x, axis=1)
+    assert not np.asarray(got.retained).any()
+    np.testing.assert_array_equal(np.flatnonzero(np.asarray(got.candidates)), np.sort(np.argsort(-info)[:4]))
+    # k >= N keeps everything; all-invalid keeps nothing
+    assert np.asarray(run(x, row, col, 99, 3).retained).all()
+    none = run(x, row, col, 5, 5, np.zeros(24, bool))
+    assert not any(np.asarray(a).any() for a in none[:3])
+
+
+def test_bad_inputs():
+    x, row, col = (jnp.asarray(a) for a in grid_case(8, 4, 5))
+    with pytest.raises(ValueError, match=r"hilo.select: `x` contains 1 non-finite"):
+        hilo.select(x.at[1, 1].set(jnp.inf), row, col, 3, 3)
+    with pytest.raises(ValueError, match="`row` must have a int dtype"):
+        hilo.select(x, row.astype(jnp.float32), col, 3, 3)
+    with pytest.raises(ValueError, match="`col` must have length 20"):
+        hilo.select(x, row, col[:5], 3, 3)
+    with pytest.raises(ValueError, match="`window` must be a static int >= 1"):
+        hilo.select(x, row, col, 3, 3, window=0)
+    with pytest.raises(ValueError, match="`m` must be >= 0"):
+        hilo.select(x, row, col, 3, -1)
+    with pytest.raises(ValueError, match="window ids must be < N=20"):
+        hilo.select(x, row * 10, col, 3, 3)
+    with pytest.raises(ValueError, match="`row`/`col` of valid tokens must be >= 0"):
+        hilo.select(x, row - 1, col, 3, 3)
+    with pytest.raises(ValueError, match="exceeds n_window_cols=2"):
+        hilo.select(x, row, col, 3, 3, n_window_cols=2)
+    # inside jit: no value checks, counts stay exact
+    got = run(np.asarray(x.at[1, 1].set(jnp.nan)), np.asarray(row), np.asarray(col), 4, 4)
+    assert int(np.sum(got.retained)) == 4 and int(np.sum(got.candidates)) == 4
