@@ -37,6 +37,16 @@ def resolve_dtype(dtype: Any) -> np.dtype:
     return resolved
 
 
+def is_floating(dtype: np.dtype) -> bool:
+    """numpy's float kinds plus ml_dtypes' (bfloat16 is not an np.floating subtype)."""
+    return np.issubdtype(dtype, np.floating) or dtype.kind == "V" and "float" in dtype.name
+
+
+def cast_floats(flat: Mapping[str, np.ndarray], dtype: np.dtype) -> dict[str, np.ndarray]:
+    """Cast floating arrays to `dtype` (no copy when already there); integer buffers keep theirs."""
+    return {k: a.astype(dtype) if is_floating(a.dtype) and a.dtype != dtype else a for k, a in flat.items()}
+
+
 @dataclasses.dataclass(frozen=True)
 class PlannedTensor:
     key: str  # HF tensor name
@@ -91,8 +101,7 @@ def stream_params(
     with tqdm(total=total, unit="B", unit_scale=True, desc="converting", disable=not progress) as bar:
         for item in plan:
             raw = reader.read(item.key)
-            target_dtype = dtype if np.issubdtype(raw.dtype, np.floating) or raw.dtype.name == "bfloat16" else raw.dtype
-            array = item.transform.apply(raw, target_dtype)
+            array = item.transform.apply(raw, dtype if is_floating(raw.dtype) else raw.dtype)
             del raw
             bar.update(item.nbytes)
             yield item.target, array

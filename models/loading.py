@@ -10,16 +10,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-
-def _cast(flat: dict[str, np.ndarray], dtype: np.dtype) -> dict[str, np.ndarray]:
-    """Cast floating params to `dtype`; integer buffers keep theirs."""
-    def is_float(a: np.ndarray) -> bool:
-        return np.issubdtype(a.dtype, np.floating) or a.dtype.name == "bfloat16"
-
-    return {k: (a.astype(dtype) if is_float(a) and a.dtype != dtype else a) for k, a in flat.items()}
-
 
 def load(path: str | os.PathLike, dtype: Any = None):
     """Load a model from `path`; returns the model (its parsed config is `model.config`).
@@ -31,7 +21,7 @@ def load(path: str | os.PathLike, dtype: Any = None):
       dtype) casts every floating param.
     """
     from convert.checkpoint import is_converted_dir, read_manifest, read_params
-    from convert.pipeline import load_hf_params, resolve_dtype
+    from convert.pipeline import cast_floats, load_hf_params, resolve_dtype
     from models.config import load_config
     from models.params import abstract_model, load_flat_params
 
@@ -51,4 +41,4 @@ def load(path: str | os.PathLike, dtype: Any = None):
             f"checkpoint folder (config.json + *.safetensors)"
         )
     model = abstract_model(config, np_dtype)
-    return load_flat_params(model, _cast(flat, np_dtype))
+    return load_flat_params(model, cast_floats(flat, np_dtype))
