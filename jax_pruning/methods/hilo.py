@@ -185,15 +185,25 @@ def select(
     col: Int[Array, "N"],
     k,
     m,
-    **options,
+    *,
+    valid: Bool[Array, "N"] | None = None,
+    window: int = 2,
+    threshold: float = 0.5,
+    coarse: bool = True,
+    candidates: bool = True,
+    n_window_cols=None,
 ) -> tuple[Bool[Array, "N"], Bool[Array, "N"], Bool[Array, "N"]]:
     """(retained, candidates, dropped) masks [N]: min(k, n) retained, min(m, n - |R|) candidates.
 
-    x: merged visual tokens; row/col: each token's grid coordinates (merged
-    grid); options: valid, window, threshold, coarse, candidates,
-    n_window_cols (None: derived from the largest valid col).
+    x: merged visual tokens; row/col: each token's coordinates on the merged
+    grid; k, m: Python ints or integer scalars (traced is fine); window: s
+    (static); n_window_cols: None derives it from the largest valid col, or an
+    int (ceil(w / s)). coarse=False / candidates=False are the ablations.
     """
-    selection = select_details(x, row, col, k, m, **options)
+    selection = select_details(
+        x, row, col, k, m, valid=valid, window=window, threshold=threshold, coarse=coarse,
+        candidates=candidates, n_window_cols=n_window_cols,
+    )
     return selection.retained, selection.candidates, selection.dropped
 
 

@@ -224,17 +224,32 @@ def select(
     high: Float[Array, "N_high d"],
     k,
     variant: str = "official",
-    **options,
+    *,
+    low_valid: Bool[Array, "N_low"] | None = None,
+    high_valid: Bool[Array, "N_high"] | None = None,
+    threshold: float = 0.5,
+    cross_threshold: float = 0.5,
+    temperature: float = 0.03,
+    alpha: float = 0.3,
+    beta: float = 0.5,
+    intra: bool = True,
+    cross: bool = True,
+    informativeness: bool = True,
 ) -> tuple[Bool[Array, "N_low"], Bool[Array, "N_high"]]:
     """Keep masks (keep_low [N_low], keep_high [N_high]) with K^L + K^H Trues in total.
 
     low: base-image tokens; high: anyres tile tokens after unpad, newline tokens
     excluded (the caller keeps those). `k` is a Python int or an integer scalar
-    (traced is fine, e.g. per sample under vmap); options as in
-    `select_details` (low_valid, high_valid, threshold, cross_threshold,
-    temperature, alpha, beta, intra, cross, informativeness).
+    (traced is fine, e.g. per sample under vmap). threshold = s_a,
+    cross_threshold = s_c, temperature = T (official), alpha (paper) / beta
+    (official) weigh the cross term; intra/cross/informativeness are the
+    ablation switches IR/CR/IA (see the module docstring).
     """
-    selection = select_details(low, high, k, variant, **options)
+    selection = select_details(
+        low, high, k, variant, low_valid=low_valid, high_valid=high_valid, threshold=threshold,
+        cross_threshold=cross_threshold, temperature=temperature, alpha=alpha, beta=beta, intra=intra,
+        cross=cross, informativeness=informativeness,
+    )
     return selection.keep_low, selection.keep_high
 
 

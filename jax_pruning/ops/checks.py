@@ -40,7 +40,8 @@ def check_array(x, name: str, where: str, *, rank: int, kind: str = "float"):
         "int": jnp.issubdtype(dtype, jnp.integer),
     }[kind]
     if not ok:
-        raise ValueError(f"{where}: `{name}` must have a {kind} dtype, got {dtype}")
+        wanted = {"float": "a floating", "bool": "a bool", "int": "an integer"}[kind]
+        raise ValueError(f"{where}: `{name}` must have {wanted} dtype, got {dtype}")
 
 
 def check_finite(x, name: str, where: str):

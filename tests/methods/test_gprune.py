@@ -49,6 +49,13 @@ def test_multires_budget_traced():
     assert (int(got[0]), int(got[1])) == (172, 691)
 
 
+def test_op_by_op_equals_jit():
+    x = jnp.asarray(case(12, n=14, d=8))
+    with jax.disable_jit():
+        eager = gprune.select(x, 6)
+    np.testing.assert_array_equal(np.asarray(eager), np.asarray(jax.jit(gprune.select, static_argnums=1)(x, 6)))
+
+
 def test_jit_equals_eager_and_padding_and_vmap():
     rng = np.random.default_rng(9)
     cap, ks, xs, valids, refs = 48, [5, 17, 0], [], [], []
@@ -94,7 +101,7 @@ def test_bad_inputs():
         gprune.select(x.at[2, 2].set(jnp.nan), 3)
     with pytest.raises(ValueError, match="`x` must have rank 2"):
         gprune.select(x[0], 3)
-    with pytest.raises(ValueError, match="`x` must have a float dtype"):
+    with pytest.raises(ValueError, match="`x` must have a floating dtype"):
         gprune.select(x.astype(jnp.int32), 3)
     with pytest.raises(ValueError, match="`k` must be >= 0"):
         gprune.select(x, -2)

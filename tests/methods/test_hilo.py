@@ -78,6 +78,15 @@ def test_budgets():
     assert (int(k), int(m)) == (280, 280)
 
 
+def test_op_by_op_equals_jit():
+    x, row, col = (jnp.asarray(a) for a in grid_case(13, 3, 5, d=8))
+    with jax.disable_jit():
+        eager = hilo.select(x, row, col, 4, 5)
+    jitted_static = jax.jit(hilo.select, static_argnums=(3, 4))(x, row, col, 4, 5)
+    for a, b in zip(eager, jitted_static):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_jit_equals_eager_padding_and_vmap():
     rng = np.random.default_rng(6)
     cap, grids, ks, ms = 48, [(5, 7), (6, 8), (3, 5)], [9, 12, 4], [9, 5, 20]
@@ -147,7 +156,7 @@ def test_bad_inputs():
     x, row, col = (jnp.asarray(a) for a in grid_case(8, 4, 5))
     with pytest.raises(ValueError, match=r"hilo.select: `x` contains 1 non-finite"):
         hilo.select(x.at[1, 1].set(jnp.inf), row, col, 3, 3)
-    with pytest.raises(ValueError, match="`row` must have a int dtype"):
+    with pytest.raises(ValueError, match="`row` must have an integer dtype"):
         hilo.select(x, row.astype(jnp.float32), col, 3, 3)
     with pytest.raises(ValueError, match="`col` must have length 20"):
         hilo.select(x, row, col[:5], 3, 3)

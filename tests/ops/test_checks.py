@@ -12,7 +12,7 @@ def test_check_array_rank_and_dtype():
     check_array(jnp.ones((2, 3)), "x", "f", rank=2)
     with pytest.raises(ValueError, match=r"f: `x` must have rank 2, got shape \(3,\)"):
         check_array(jnp.ones(3), "x", "f", rank=2)
-    with pytest.raises(ValueError, match="`x` must have a float dtype, got int32"):
+    with pytest.raises(ValueError, match="`x` must have a floating dtype, got int32"):
         check_array(jnp.ones((2, 3), jnp.int32), "x", "f", rank=2)
     with pytest.raises(ValueError, match="`x` must be an array, got list"):
         check_array([[1.0]], "x", "f", rank=2)
