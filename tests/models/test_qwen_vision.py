@@ -204,3 +204,34 @@ def test_key_map_covers_both_layouts_with_matching_shapes(family):
         assert mapped == ours
     with pytest.raises(ValueError, match="serves"):
         vision_rules("llava_next")
+
+
+def test_one_compilation_per_capacity(family_setup):
+    """Different image sizes, same capacities -> no new compilation of the tower."""
+    import logging
+
+    import jax
+
+    family, hf, tower, pixels, grid = family_setup
+    proc = qt.image_processor(family)
+    first = proc(qt.test_images(("square", "tiny")), return_tensors="np")
+    second = proc(qt.test_images(("wide_2to1", "tall_1to3")), return_tensors="np")
+    assert first["image_grid_thw"].tolist() != second["image_grid_thw"].tolist()
+    windows = 16 if tower.config.uses_window_attention else None
+    compiled = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            if "Compiling jit(_forward)" in record.getMessage():
+                compiled.append(record)
+
+    handler = Catch()
+    logging.getLogger("jax").addHandler(handler)
+    try:
+        with jax.log_compiles(True):
+            encode_images(tower, first["pixel_values"], first["image_grid_thw"], 616, windows)
+            assert len(compiled) == 1
+            encode_images(tower, second["pixel_values"], second["image_grid_thw"], 616, windows)
+            assert len(compiled) == 1
+    finally:
+        logging.getLogger("jax").removeHandler(handler)
