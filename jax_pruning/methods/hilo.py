@@ -19,8 +19,8 @@ Our fixed reading of METHODS.md (the paper's code is not public):
 - switches: coarse=False scores every token on one graph over the whole image
   and keeps the global top-k; candidates=False means m = 0.
 - k and m are Python ints or integer scalars (traced is fine); the masks are
-  always [N], so the static capacity is N. The cosine matrix is N x N (fine
-  for Qwen-VL images up to a few thousand merged tokens).
+  always [N], so the static capacity is N. Cosines are computed in column
+  blocks of 1024 tokens (memory N x 1024, never N x N; compute O(N^2 d)).
 - Padding: invalid tokens are zeroed, never scored into a window, never
   neighbours, never in R, C or D. Non-finite features of real tokens raise
   ValueError eagerly; inside jit they are not checked (NaN scores rank lowest,
@@ -46,12 +46,11 @@ from jax_pruning.ops import (
     check_finite,
     check_mask,
     check_real,
-    cosine_similarity,
     is_traced,
     l2_norm,
-    propagate,
+    max_similarity,
     segment_topk_mask,
-    threshold_graph,
+    threshold_graph_scores,
     topk_mask,
     window_index,
 )
@@ -94,29 +93,26 @@ def _window_ids(row, col, valid, window, n_window_cols):
     return jnp.clip(ids, 0, row.shape[0] - 1)
 
 
-@functools.partial(jax.jit, static_argnames=("window", "coarse", "candidates"))
-def _select_core(x, row, col, k, m, valid, threshold, n_window_cols, *, window, coarse, candidates) -> Selection:
+@functools.partial(jax.jit, static_argnames=("window", "coarse", "candidates", "block"))
+def _select_core(x, row, col, k, m, valid, threshold, n_window_cols, *, window, coarse, candidates,
+                 block=1024) -> Selection:
     n = x.shape[0]
     x = jnp.where(valid[:, None], jnp.asarray(x, jnp.float32), 0.0)
     info = jnp.where(valid, l2_norm(x), 0.0)
-    sim = cosine_similarity(x, x)  # [N, N]
-    adjacency = threshold_graph(sim, threshold) * valid[None, :]
     if coarse:
         win = _window_ids(row, col, valid, window, n_window_cols)
         count = jnp.zeros((n,), jnp.int32).at[win].add(valid.astype(jnp.int32))
         total = jnp.zeros((n,), jnp.float32).at[win].add(info)
         score = jnp.where(count > 0, total / jnp.maximum(count, 1).astype(jnp.float32), 0.0)
         share = apportion(score, k, count)
-        adjacency = adjacency * (win[:, None] == win[None, :])  # graph within each window
-        graph_score = propagate(info, adjacency.T)  # S = A I
+        graph_score = threshold_graph_scores(x, info, threshold, group=win, block=block)  # S = A I in windows
         retained = segment_topk_mask(graph_score, win, share, valid)
     else:
         win = jnp.zeros((n,), jnp.int32)
-        graph_score = propagate(info, adjacency.T)
+        graph_score = threshold_graph_scores(x, info, threshold, block=block)
         retained = topk_mask(graph_score, k, valid)
         share = jnp.zeros((n,), jnp.int32).at[0].set(jnp.sum(retained.astype(jnp.int32)))
-    best_cos = jnp.max(jnp.where(retained[None, :], sim, -1.0), axis=1)  # -1 when R is empty
-    loss = info * (1.0 - best_cos)
+    loss = info * (1.0 - max_similarity(x, retained, block=block))  # max over an empty R is -1
     redundant = valid & ~retained
     cand = topk_mask(loss, m, redundant) if candidates else jnp.zeros((n,), jnp.bool_)
     return Selection(retained, cand, redundant & ~cand, graph_score, loss, win, share)

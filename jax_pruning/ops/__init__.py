@@ -12,11 +12,13 @@ from jax_pruning.ops.checks import (
 from jax_pruning.ops.graph import (
     cosine_similarity,
     l2_norm,
+    max_similarity,
     normalize_rows,
     propagate,
     safe_divide,
     softmax_graph,
     threshold_graph,
+    threshold_graph_scores,
 )
 from jax_pruning.ops.selection import gather_kept, rank_order, segment_topk_mask, topk_mask
 from jax_pruning.ops.windows import apportion, grid_coordinates, window_index
@@ -34,6 +36,7 @@ __all__ = [
     "grid_coordinates",
     "is_traced",
     "l2_norm",
+    "max_similarity",
     "normalize_rows",
     "propagate",
     "rank_order",
@@ -41,6 +44,7 @@ __all__ = [
     "segment_topk_mask",
     "softmax_graph",
     "threshold_graph",
+    "threshold_graph_scores",
     "topk_mask",
     "window_index",
 ]

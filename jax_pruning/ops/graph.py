@@ -78,3 +78,55 @@ def propagate(weights: Float[Array, "N"], adjacency: Float[Array, "N M"]) -> Flo
 def safe_divide(num: Float[Array, "N"], den: Float[Array, "N"]) -> Float[Array, "N"]:
     """num / den with 0 where den == 0 (degree 0 only happens for rows with no valid column)."""
     return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
+
+
+def _column_blocks(values: Array, block: int, fill) -> Array:
+    """Pad axis 0 to a multiple of `block` with `fill` and split it: [N, ...] -> [N/block, block, ...]."""
+    n = values.shape[0]
+    n_blocks = max(1, -(-n // block))
+    pad = n_blocks * block - n
+    padded = jnp.concatenate([values, jnp.full((pad,) + values.shape[1:], fill, values.dtype)]) if pad else values
+    return padded.reshape((n_blocks, block) + values.shape[1:])
+
+
+def threshold_graph_scores(
+    x: Float[Array, "N d"],
+    weights: Float[Array, "N"],
+    threshold: float,
+    *,
+    group: Array | None = None,
+    block: int = 1024,
+) -> Float[Array, "N"]:
+    """S_i = sum_j A_ij w_j with A = threshold_graph(cos(x, x)), only over j in i's group.
+
+    Why: Hi-Lo's fine graph (A within each window) and its global variant
+    need S = A I, not A; scanning over column blocks keeps memory at
+    N x block instead of N x N. `group` (int [N]) restricts edges to equal ids.
+    """
+    unit = normalize_rows(x)
+    group = jnp.zeros((x.shape[0],), jnp.int32) if group is None else jnp.asarray(group, jnp.int32)
+    blocks = (_column_blocks(unit, block, 0.0), _column_blocks(jnp.asarray(weights, jnp.float32), block, 0.0),
+              _column_blocks(group, block, -1))
+
+    def step(total, blk):
+        unit_b, weight_b, group_b = blk
+        sim = jnp.matmul(unit, unit_b.T, precision=_HIGHEST)  # [N, block]
+        adjacency = threshold_graph(sim, threshold) * (group[:, None] == group_b[None, :])
+        return total + jnp.matmul(adjacency, weight_b, precision=_HIGHEST), None
+
+    total, _ = jax.lax.scan(step, jnp.zeros((x.shape[0],), jnp.float32), blocks)
+    return total
+
+
+def max_similarity(x: Float[Array, "N d"], columns: Bool[Array, "N"], *, block: int = 1024) -> Float[Array, "N"]:
+    """max_{j : columns_j} cos(x_i, x_j) per token, -1 when no column is selected (memory N x block)."""
+    unit = normalize_rows(x)
+    blocks = (_column_blocks(unit, block, 0.0), _column_blocks(columns, block, False))
+
+    def step(best, blk):
+        unit_b, col_b = blk
+        sim = jnp.matmul(unit, unit_b.T, precision=_HIGHEST)
+        return jnp.maximum(best, jnp.max(jnp.where(col_b[None, :], sim, -1.0), axis=1)), None
+
+    best, _ = jax.lax.scan(step, jnp.full((x.shape[0],), -1.0, jnp.float32), blocks)
+    return best

@@ -10,9 +10,11 @@ from jax_pruning.ops import (
     apportion,
     cosine_similarity,
     grid_coordinates,
+    max_similarity,
     propagate,
     softmax_graph,
     threshold_graph,
+    threshold_graph_scores,
     window_index,
 )
 from tests.reference import np_ops
@@ -107,3 +109,23 @@ def test_apportion_largest_remainder_and_ties():
     np.testing.assert_array_equal(_apportion4([0.0, 0.0], 3, [5, 5]), [2, 1])
     # more units than room: everything filled
     np.testing.assert_array_equal(_apportion4([1.0, 5.0], 30, [2, 3]), [2, 3])
+
+
+def test_blocked_graph_scores_and_max_similarity_match_dense():
+    rng = np.random.default_rng(2)
+    x = _clustered(rng, 10, d=8, clusters=2)
+    x[6] = 0
+    info = np_ops.l2_norm(x)
+    group = rng.integers(0, 3, 10)
+    sim = np_ops.cosine(x, x)
+    dense = (np_ops.threshold_graph(sim, 0.5) * (group[:, None] == group[None, :])) @ info
+    for block in (3, 4, 10, 64):  # several blocks with a padded last one, one block, a block larger than N
+        got = threshold_graph_scores(jnp.asarray(x), jnp.asarray(info), 0.5, group=jnp.asarray(group), block=block)
+        np.testing.assert_allclose(np.asarray(got), dense, rtol=1e-6)
+        cols = rng.random(10) < 0.4
+        best = np.asarray(max_similarity(jnp.asarray(x), jnp.asarray(cols), block=block))
+        expected = np.where(cols[None, :], sim, -1.0).max(axis=1)
+        np.testing.assert_allclose(best, expected, rtol=1e-6, atol=1e-7)
+    assert (np.asarray(max_similarity(jnp.asarray(x), jnp.zeros(10, bool), block=4)) == -1).all()
+    ungrouped = threshold_graph_scores(jnp.asarray(x), jnp.asarray(info), 0.5, block=4)
+    np.testing.assert_allclose(np.asarray(ungrouped), np_ops.threshold_graph(sim, 0.5) @ info, rtol=1e-6)
