@@ -88,9 +88,9 @@ def budgets(keep_ratio, candidate_ratio, n_valid):
 def _window_ids(row, col, valid, window, n_window_cols):
     """Window id per token; n_window_cols defaults to (max valid col) // s + 1 (works traced)."""
     if n_window_cols is None:
-        n_window_cols = jnp.max(jnp.where(valid, jnp.asarray(col, jnp.int32), 0)) // window + 1
+        n_window_cols = jnp.max(jnp.where(valid, jnp.asarray(col, jnp.int32), 0), initial=0) // window + 1
     ids = window_index(row, col, window, n_window_cols)
-    return jnp.clip(ids, 0, row.shape[0] - 1)
+    return jnp.clip(ids, 0, max(row.shape[0] - 1, 0))
 
 
 @functools.partial(jax.jit, static_argnames=("window", "coarse", "candidates", "block"))

@@ -61,7 +61,7 @@ def softmax_graph(
     if col_valid is None:
         col_valid = jnp.ones((sim.shape[1],), jnp.bool_)
     col_valid = jnp.broadcast_to(col_valid[None, :], a.shape)
-    row_max = jnp.max(jnp.where(col_valid, a, -jnp.inf), axis=1, keepdims=True)
+    row_max = jnp.max(jnp.where(col_valid, a, -jnp.inf), axis=1, keepdims=True, initial=-jnp.inf)
     row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
     e = jnp.where(col_valid, jnp.exp(a - row_max), 0.0)
     total = jnp.sum(e, axis=1, keepdims=True)
@@ -126,7 +126,7 @@ def max_similarity(x: Float[Array, "N d"], columns: Bool[Array, "N"], *, block: 
     def step(best, blk):
         unit_b, col_b = blk
         sim = jnp.matmul(unit, unit_b.T, precision=_HIGHEST)
-        return jnp.maximum(best, jnp.max(jnp.where(col_b[None, :], sim, -1.0), axis=1)), None
+        return jnp.maximum(best, jnp.max(jnp.where(col_b[None, :], sim, -1.0), axis=1, initial=-1.0)), None
 
     best, _ = jax.lax.scan(step, jnp.full((x.shape[0],), -1.0, jnp.float32), blocks)
     return best

@@ -114,3 +114,7 @@ def test_bad_inputs():
     # NaN inside jit: not checked, counts stay exact
     keep = _jit_select(x.at[2, 2].set(jnp.nan), jnp.int32(6), jnp.ones(40, bool))
     assert int(np.sum(keep)) == 6
+
+
+def test_empty_input():
+    assert gprune.select(jnp.zeros((0, 8)), 3).shape == (0,)

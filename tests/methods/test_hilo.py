@@ -173,3 +173,9 @@ def test_bad_inputs():
     # inside jit: no value checks, counts stay exact
     got = run(np.asarray(x.at[1, 1].set(jnp.nan)), np.asarray(row), np.asarray(col), 4, 4)
     assert int(np.sum(got.retained)) == 4 and int(np.sum(got.candidates)) == 4
+
+
+def test_empty_input():
+    empty = jnp.zeros((0,), jnp.int32)
+    masks = hilo.select(jnp.zeros((0, 8)), empty, empty, 3, 3)
+    assert all(mask.shape == (0,) for mask in masks)

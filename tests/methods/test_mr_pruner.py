@@ -241,3 +241,14 @@ def test_nan_inside_jit_keeps_counts():
         got = jitted(variant)(jnp.asarray(low), jnp.asarray(high), jnp.int32(20))
         assert int(np.sum(got.keep_low)) == int(got.k_low) and int(np.sum(got.keep_high)) == int(got.k_high)
         assert int(got.k_low) + int(got.k_high) == 20
+
+
+@pytest.mark.parametrize("variant", mr_pruner.VARIANTS)
+def test_empty_resolution(variant):
+    """A resolution with no tokens at all (shape [0, d]): the other one takes the whole budget."""
+    low, high = small_case(12, n_low=8, n_high=10, d=8)
+    keep_low, keep_high = mr_pruner.select(jnp.asarray(low), jnp.zeros((0, 8)), 5, variant)
+    assert keep_high.shape == (0,)
+    np.testing.assert_array_equal(np.asarray(keep_low), np_mr_pruner.select(low, np.zeros((0, 8)), 5, variant)[0])
+    keep_low, keep_high = mr_pruner.select(jnp.zeros((0, 8)), jnp.asarray(high), 5, variant)
+    assert keep_low.shape == (0,) and int(np.sum(keep_high)) == 5
