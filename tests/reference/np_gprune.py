@@ -14,8 +14,8 @@ from tests.reference.np_ops import F32, cosine, l2_norm, softmax_graph, topk_mas
 def scores(x, threshold=0.5, temperature=0.03, steps=5) -> np.ndarray:
     x = np.asarray(x, F32)
     adjacency, degree = softmax_graph(cosine(x, x), threshold, temperature)  # degree before the power
-    power = np.linalg.matrix_power(adjacency.astype(np.float64), steps)
-    return ((l2_norm(x).astype(np.float64) @ power) / degree).astype(F32)  # (W A^n) / degree
+    power = np.linalg.matrix_power(adjacency, steps)  # float32, like the method
+    return ((l2_norm(x) @ power) / degree).astype(F32)  # (W A^n) / degree
 
 
 def select(x, k, **options) -> np.ndarray:
