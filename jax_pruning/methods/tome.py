@@ -19,10 +19,13 @@ How this differs from the official ToMe code (facebookresearch/ToMe,
 - Ties (equal best similarity) go to the lower index; official order is
   whatever argsort gives. No protected class token, no proportional attention.
 
-Static shapes: the token array shrinks on a static schedule N -> max(k, N//2)
--> ... -> k (an upper bound on the live count at each step), so the number of
-steps and every matmul shape follow from static N and k. Padding (valid=False)
-is compacted away first; a sample with fewer real tokens just runs no-op steps.
+Static shapes: the live tokens are tracked as a compacted index `rows` that
+shrinks on a static schedule N -> max(k, N//2) -> ... -> k (an upper bound on
+the live count at each step), so the number of steps and every matmul shape
+follow from static N and k. Features stay in their original rows (merges are
+scatter-adds), so a step moves only the two matched halves, not the whole
+token array. Padding (valid=False) never enters `rows`; a sample with fewer
+real tokens just runs no-op steps.
 """
 
 from __future__ import annotations
@@ -70,50 +73,46 @@ def schedule(n: int, k: int) -> list[int]:
 @functools.partial(jax.jit, static_argnames="k")
 def _merge(x, valid, k):
     n = x.shape[0]
-    # Compact the real tokens to the front, in order; sums hold size * mean.
-    sums, pos, alive = gather_kept(x, valid, n)  # [N, d], [N], [N]
-    size = alive.astype(jnp.int32)
+    # Features stay in their original rows; a step only moves the small `rows` index.
+    # sums[i] = size[i] * (mean of the tokens merged into token i).
+    sums = jnp.where(valid[:, None], x, 0.0)  # [N, d]
+    size = valid.astype(jnp.int32)  # [N]
+    _, rows, live = gather_kept(jnp.arange(n), valid, n)  # live token rows first, in order
     target = jnp.minimum(k, jnp.sum(valid))
-    capacities = schedule(n, k)
-    for capacity in capacities[1:]:
-        sums, size, pos, alive = _step(sums, size, pos, alive, target, capacity)
-    merged = jnp.where(alive[:, None], sums / jnp.maximum(size, 1)[:, None], 0.0)
-    return merged, size, pos.astype(jnp.int32), alive
+    for capacity in schedule(n, k)[1:]:
+        sums, size, rows, live = _step(sums, size, rows, live, target, capacity)
+    merged = jnp.where(live[:, None], sums[rows] / jnp.maximum(size[rows], 1)[:, None], 0.0)
+    return merged, jnp.where(live, size[rows], 0), jnp.where(live, rows, 0), live
 
 
-def _step(sums, size, pos, alive, target, capacity):
-    """One bipartite matching step on compacted tokens; returns them compacted to `capacity`.
+def _step(sums, size, rows, live, target, capacity):
+    """One bipartite matching step over the live tokens rows[live] (C slots, in order).
 
-    sums [C, d], size [C], pos [C], alive [C] (live tokens first, in order).
+    Returns the updated sums [N, d] and size [N], and the live rows compacted to
+    `capacity` slots.
     """
-    c = sums.shape[0]
-    alive_a, alive_b = alive[0::2], alive[1::2]  # [ceil(C/2)], [floor(C/2)]
+    n, c = sums.shape[0], rows.shape[0]
+    rows_a, rows_b = rows[0::2], rows[1::2]  # A = even ranks, B = odd ranks
+    live_a, live_b = live[0::2], live[1::2]
+    a = sums[rows_a]  # [ceil(C/2), d]
     # Cosine of the size-weighted sums equals cosine of the means (positive scaling).
-    sim = cosine_similarity(sums[0::2], sums[1::2])  # [Ca, Cb]
-    sim = jnp.where(alive_b[None, :], sim, -jnp.inf)
-    best = jnp.max(sim, axis=1)  # [Ca]
+    sim = cosine_similarity(a, sums[rows_b])  # [Ca, Cb]
+    sim = jnp.where(live_b[None, :], sim, -jnp.inf)
+    best = jnp.max(sim, axis=1)
     dst = jnp.argmax(sim, axis=1)  # first maximum: ties to the lower B index
-    n_live = jnp.sum(alive)
-    r = jnp.clip(jnp.minimum(n_live - target, jnp.sum(alive_a)), 0)
-    src = topk_mask(best, r, alive_a)  # [Ca] A tokens merged away this step
+    r = jnp.clip(jnp.minimum(jnp.sum(live) - target, jnp.sum(live_a)), 0)
+    src = topk_mask(best, r, live_a)  # A tokens merged away this step
+    into = jnp.where(src, rows_b[dst], n)  # row n is out of range: dropped
+    sums = sums.at[into].add(a, mode="drop")
+    size = size.at[into].add(size[rows_a], mode="drop")
 
-    moved = jnp.where(src, size[0::2], 0)
-    size_b = size[1::2].at[dst].add(moved)
-    sums_b = sums[1::2].at[dst].add(jnp.where(src[:, None], sums[0::2], 0.0))
-    alive_a = alive_a & ~src
+    def interleave(x_a, x_b):  # back to original order: A at even ranks, B at odd
+        if x_b.shape[0] < x_a.shape[0]:
+            x_b = jnp.concatenate([x_b, jnp.zeros_like(x_a[:1])])
+        return jnp.stack([x_a, x_b], axis=1).reshape(-1)[:c]
 
-    def interleave(a, b):  # back to original order: A at even ranks, B at odd
-        if b.shape[0] < a.shape[0]:
-            b = jnp.concatenate([b, jnp.zeros_like(a[:1])])
-        return jnp.stack([a, b], axis=1).reshape((-1,) + a.shape[1:])[:c]
-
-    sums = interleave(sums[0::2], sums_b)
-    size = interleave(size[0::2], size_b)
-    pos = interleave(pos[0::2], pos[1::2])
-    alive = interleave(alive_a, alive[1::2])
-    sums, slot, slot_alive = gather_kept(sums, alive, capacity)
-    keep = lambda a: jnp.where(slot_alive, a[slot], 0)  # noqa: E731
-    return sums, keep(size), keep(pos), slot_alive
+    rows, _, live = gather_kept(interleave(rows_a, rows_b), interleave(live_a & ~src, live_b), capacity)
+    return sums, size, rows, live
 
 
 def _check_inputs(x, k, valid) -> int:
