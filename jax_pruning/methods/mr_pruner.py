@@ -79,7 +79,8 @@ class Selection(NamedTuple):
 def official_budget(keep_ratio, n_base, rows, cols):
     """Total kept tokens of the public code: int(keep_ratio * (n_base + rows * (cols + 1))).
 
-    Newline tokens count in the base but are kept on top of the result. Python
+    The rows newline tokens count in the base of the ratio but are not part of
+    the returned total (the caller keeps them on top of it). Python
     or NumPy numbers give a Python int (float64, like the public code); JAX
     arrays (e.g. per-sample traced rows/cols) give int32 computed in float32.
     """
@@ -128,7 +129,7 @@ def _intra_scores(variant, x, inf, valid, threshold, temperature):
     """Paper: S = A I with A thresholded cos. Official: (I A) / degree with the softmax graph."""
     sim = cosine_similarity(x, x)
     if variant == "paper":
-        return propagate(inf, threshold_graph(sim, threshold))  # A symmetric: A I == I A
+        return propagate(inf, threshold_graph(sim, threshold).T)  # S = A I (I A^T as a row vector)
     adjacency, degree = softmax_graph(sim, threshold, temperature, col_valid=valid)
     return safe_divide(propagate(inf, adjacency), degree)
 
