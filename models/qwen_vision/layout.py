@@ -183,7 +183,11 @@ def pad_pixel_values(pixel_values, image_grid_thw, config: QwenVisionConfig, pat
         raise ValueError(
             f"pixel_values has {pixels.shape[0]} patches but image_grid_thw {grid.tolist()} implies {total}"
         )
+    if not np.isfinite(pixels).all():
+        raise ValueError("pixel_values contain NaN or inf")
     cap = total if patch_capacity is None else int(patch_capacity)
-    if cap < total:
-        raise ValueError(f"patch_capacity={cap} is below the {total} patches of this batch")
+    if cap < total or cap % config.merge_unit:
+        raise ValueError(
+            f"patch_capacity={cap} must be >= the {total} patches of this batch and a multiple of {config.merge_unit}"
+        )
     return np.concatenate([pixels, np.zeros((cap - total, pixels.shape[1]), np.float32)])

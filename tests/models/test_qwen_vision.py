@@ -115,6 +115,10 @@ def test_bad_inputs_raise_clear_errors(family_setup):
         encode_images(tower, pixels, grid, patch_capacity=pixels.shape[0] - 4)
     with pytest.raises(ValueError, match="required"):
         encode_images(tower, None, grid)
+    bad = pixels.copy()
+    bad[3, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        encode_images(tower, bad, grid)
 
 
 HUB_QWEN2_VL = {
