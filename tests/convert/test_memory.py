@@ -73,6 +73,7 @@ _MEASURE = textwrap.dedent(
                 return int(line.split()[1]) * 1024
 
     import convert, convert.checkpoint, models.config, models.params, tqdm.auto
+    from transformers import CONFIG_MAPPING  # load_config parses through it: a fixed import cost
     from orbax.checkpoint.experimental import v1
     baseline = status_bytes("VmRSS")
     start = time.perf_counter()
