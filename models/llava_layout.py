@@ -13,13 +13,11 @@ sequence position. The forward is then one gather, and it compiles once per
 Token order per image (HF's): the base crop's g*g tokens row-major, then the
 unpadded tile grid row by row, each row followed by one `image_newline`.
 Several images of one sample follow each other in prompt order; slots past
-the sample's real tokens are padding (kind PAD, valid False) up to a static
-`capacity`.
+the sample's real tokens are padding (valid False) up to a static `capacity`.
 
-A pruner reads the structure under jit without Python bookkeeping, e.g. the
-base (MR-Pruner's "low") and tile ("high") slots of sample b:
-`jnp.nonzero(layout.kind[b] == KIND_BASE, size=n_low)`; the tile grid of an
-image has `count(kind == KIND_NEWLINE)` rows.
+The pruner-facing part is a `models.visual_tokens.VisualTokens` (shared with
+Qwen-VL); e.g. the base (MR-Pruner's "low") slots of sample b are
+`jnp.nonzero(tokens.valid[b] & (tokens.kind[b] == KIND_BASE), size=n_low)`.
 """
 
 from __future__ import annotations
@@ -31,8 +29,16 @@ import numpy as np
 from flax import struct
 
 from models.vision_config import LlavaNextVisionConfig
-
-KIND_PAD, KIND_BASE, KIND_TILE, KIND_NEWLINE = 0, 1, 2, 3
+from models.visual_tokens import (
+    KIND_BASE,
+    KIND_NEWLINE,
+    KIND_TILE,
+    ImageTokens,
+    VisualTokens,
+    image_token_positions,
+    images_per_sample,
+    pack_visual_tokens,
+)
 
 
 def select_best_resolution(image_hw: tuple[int, int], pinpoints: Sequence[tuple[int, int]]) -> tuple[int, int]:
@@ -102,6 +108,13 @@ def max_crops_per_image(config: LlavaNextVisionConfig) -> int:
     return 1 + max((h // crop) * (w // crop) for h, w in config.image_grid_pinpoints)
 
 
+def image_tokens(grid: ImageGrid) -> ImageTokens:
+    """One image's pruner-facing token map (kind / row / col and its grids)."""
+    _, _, kind, row, col = image_token_map(grid)
+    g = grid.base_side
+    return ImageTokens(kind, row, col, base_grid=(g, g), tile_grid=(grid.rows, grid.cols))
+
+
 def image_token_map(grid: ImageGrid) -> tuple[np.ndarray, ...]:
     """Per token of one image: (crop, patch, kind, row, col), each [num_tokens] int32.
 
@@ -125,33 +138,22 @@ def image_token_map(grid: ImageGrid) -> tuple[np.ndarray, ...]:
 
 @struct.dataclass
 class VisualLayout:
-    """Padded per-sample map of the visual tokens; every array is [B, capacity] unless noted.
+    """The packing plan of one batch.
 
-    source: index into the flattened projected crop features [num_crops * g*g] (0 where unused)
-    kind:   KIND_PAD / KIND_BASE / KIND_TILE / KIND_NEWLINE
-    row, col: base grid coordinates (base), unpadded tile-grid coordinates (tile),
-            (tile row, cols) for a row's newline; -1 for padding
-    image:  index of the source image in the batch's image list; -1 for padding
-    position: sequence index of the slot's image token (-1 for padding, or when no ids were given)
-    valid:  real visual token
-    image_rows / image_cols / image_sample: [num_images] tile grid after unpad, owning sample
+    source: [B, capacity] index into the flattened projected crop features
+            [num_crops * g*g] (0 for newline and padding slots, never read)
+    tokens: the pruner-facing map (kind / row / col / image / sequence index / validity)
+    image_sample: [num_images] owning row of each image in the batch's image list
     """
 
     source: np.ndarray
-    kind: np.ndarray
-    row: np.ndarray
-    col: np.ndarray
-    image: np.ndarray
-    position: np.ndarray
-    valid: np.ndarray
-    image_rows: np.ndarray
-    image_cols: np.ndarray
+    tokens: VisualTokens
     image_sample: np.ndarray
     base_side: int = struct.field(pytree_node=False)
 
     @property
     def capacity(self) -> int:
-        return self.kind.shape[-1]
+        return self.tokens.capacity
 
 
 def crop_starts(pixel_shape: tuple[int, ...], grids: Sequence[ImageGrid]) -> np.ndarray:
@@ -179,29 +181,6 @@ def crop_starts(pixel_shape: tuple[int, ...], grids: Sequence[ImageGrid]) -> np.
             )
         return np.concatenate([[0], np.cumsum(need)[:-1]]).astype(np.int64)
     raise ValueError(f"pixel_values of shape {tuple(pixel_shape)}: expected 5-D [images, crops, C, H, W] or 4-D")
-
-
-def images_per_sample(input_ids: np.ndarray, image_token_id: int, tokens_per_image: Sequence[int]) -> list[int]:
-    """Assign images (in order) to samples by their image-token counts; ValueError on any mismatch."""
-    counts = (np.asarray(input_ids) == image_token_id).sum(axis=1).tolist()
-    out, i = [], 0
-    for b, want in enumerate(counts):
-        n, have = 0, 0
-        while have < want and i < len(tokens_per_image):
-            have += tokens_per_image[i]
-            i, n = i + 1, n + 1
-        if have != want:
-            raise ValueError(
-                f"Image features and image tokens do not match: sample {b} has {want} image tokens, but its images "
-                f"give {have} features (tokens per image: {list(tokens_per_image)})"
-            )
-        out.append(n)
-    if i != len(tokens_per_image):
-        raise ValueError(
-            f"Image features and image tokens do not match: {len(tokens_per_image) - i} image(s) left without "
-            f"image tokens (image tokens per sample: {counts}, tokens per image: {list(tokens_per_image)})"
-        )
-    return out
 
 
 def plan_layout(
@@ -232,7 +211,7 @@ def plan_layout(
         raise ValueError(f"image_sizes of shape {sizes.shape}: expected [num_images, 2] (height, width)")
     grids = [image_grid((h, w), config) for h, w in sizes.tolist()]
     starts = crop_starts(tuple(pixel_shape), grids)
-    tokens = [g.num_tokens for g in grids]
+    token_counts = [g.num_tokens for g in grids]
     if input_ids is None:
         per_sample, num_samples = [1] * len(grids), len(grids)
     else:
@@ -241,37 +220,14 @@ def plan_layout(
             raise ValueError("image_token_id is required to place images by the image tokens of input_ids")
         if ids.ndim != 2:
             raise ValueError(f"input_ids of shape {ids.shape}: expected [batch, seq]")
-        per_sample, num_samples = images_per_sample(ids, image_token_id, tokens), ids.shape[0]
-    sample_tokens = np.zeros(num_samples, dtype=np.int64)
+        per_sample, num_samples = images_per_sample(ids, image_token_id, token_counts), ids.shape[0]
     image_sample = np.repeat(np.arange(num_samples), per_sample)
-    np.add.at(sample_tokens, image_sample, tokens)
-    need = int(sample_tokens.max(initial=0))
-    cap = max(need, 1) if capacity is None else int(capacity)
-    if cap < need:
-        raise ValueError(f"capacity {cap} is smaller than the {need} visual tokens of the largest sample")
-
+    positions = None if input_ids is None else image_token_positions(ids, image_token_id)
+    images = [image_tokens(grid) for grid in grids]
+    tokens, slot_start = pack_visual_tokens(images, per_sample, positions, capacity=capacity)
     g2 = config.tower.num_patches
-    arrays = {k: np.full((num_samples, cap), -1, np.int32) for k in ("source", "row", "col", "image", "position")}
-    arrays["kind"] = np.full((num_samples, cap), KIND_PAD, np.int32)
-    filled = np.zeros(num_samples, dtype=np.int64)
-    for i, (grid, start, b) in enumerate(zip(grids, starts, image_sample)):
-        crop, patch, kind, row, col = image_token_map(grid)
-        sl = slice(filled[b], filled[b] + len(kind))
-        arrays["source"][b, sl] = np.where(crop >= 0, (start + crop) * g2 + patch, -1)
-        arrays["kind"][b, sl], arrays["row"][b, sl], arrays["col"][b, sl] = kind, row, col
-        arrays["image"][b, sl] = i
-        filled[b] += len(kind)
-    if input_ids is not None:
-        for b in range(num_samples):
-            pos = np.nonzero(ids[b] == image_token_id)[0]
-            arrays["position"][b, : len(pos)] = pos
-    valid = arrays["kind"] != KIND_PAD
-    arrays["source"] = np.maximum(arrays["source"], 0)  # unused slots gather crop 0; masked after
-    return VisualLayout(
-        **arrays,
-        valid=valid,
-        image_rows=np.array([g.rows for g in grids], np.int32),
-        image_cols=np.array([g.cols for g in grids], np.int32),
-        image_sample=image_sample.astype(np.int32),
-        base_side=config.tower.grid_side,
-    )
+    source = np.zeros(tokens.kind.shape, np.int32)
+    for grid, start, b, slot in zip(grids, starts, image_sample, slot_start):
+        crop, patch, *_ = image_token_map(grid)
+        source[b, slot : slot + len(crop)] = np.where(crop >= 0, (start + crop) * g2 + patch, 0)
+    return VisualLayout(source, tokens, image_sample.astype(np.int32), base_side=config.tower.grid_side)

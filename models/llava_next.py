@@ -20,8 +20,9 @@ import numpy as np
 from flax import nnx
 
 from models.clip import ClipVisionTower, clip_activation, select_features
-from models.llava_layout import KIND_NEWLINE, VisualLayout, plan_layout
+from models.llava_layout import VisualLayout, plan_layout
 from models.vision_config import LlavaNextVisionConfig
+from models.visual_tokens import KIND_NEWLINE
 
 
 class LlavaNextProjector(nnx.Module):
@@ -62,8 +63,9 @@ class LlavaNextImageEncoder(nnx.Module):
         flat = features.reshape(-1, features.shape[-1])  # [N * g*g, Dt]
         gathered = jnp.take(flat, layout.source, axis=0)  # [B, V, Dt]
         newline = self.image_newline[...].astype(gathered.dtype)
-        out = jnp.where((layout.kind == KIND_NEWLINE)[..., None], newline, gathered)
-        return jnp.where(layout.valid[..., None], out, jnp.zeros((), out.dtype))
+        tokens = layout.tokens
+        out = jnp.where((tokens.kind == KIND_NEWLINE)[..., None], newline, gathered)
+        return jnp.where(tokens.valid[..., None], out, jnp.zeros((), out.dtype))
 
     def plan(self, pixel_values, image_sizes, **kwargs) -> VisualLayout:
         """Host-side plan for this batch; checks pixel_values against the tower before anything runs."""
@@ -77,7 +79,7 @@ class LlavaNextImageEncoder(nnx.Module):
         """HF get_image_features + pack_image_features, one image per row.
 
         Returns (features [num_images, capacity, Dt], layout); image i's tokens are
-        features[i, : layout.valid[i].sum()].
+        features[i, : layout.tokens.valid[i].sum()].
         """
         layout = self.plan(pixel_values, image_sizes, capacity=capacity)
         return _packed_features_jit(self, jnp.asarray(pixel_values), layout), layout

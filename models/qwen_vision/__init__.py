@@ -2,7 +2,7 @@
 
 from models.qwen_vision.config import QWEN_VISION_FAMILIES, QwenVisionConfig, parse_qwen_vision_config
 from models.qwen_vision.layout import VisionLayout, build_vision_layout, count_windows, pad_pixel_values
-from models.qwen_vision.structure import VisualTokenStructure, visual_token_structure
+from models.qwen_vision.structure import visual_token_structure
 from models.qwen_vision.tower import QwenVisionTower, VisionOutput, encode_images
 
 __all__ = [
@@ -11,7 +11,6 @@ __all__ = [
     "QwenVisionTower",
     "VisionLayout",
     "VisionOutput",
-    "VisualTokenStructure",
     "build_vision_layout",
     "count_windows",
     "encode_images",

@@ -17,15 +17,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.llava_layout import (
-    KIND_BASE,
-    KIND_NEWLINE,
-    KIND_PAD,
-    KIND_TILE,
     image_grid,
     max_tokens_per_image,
     plan_layout,
     select_best_resolution,
 )
+from models.visual_tokens import KIND_BASE, KIND_NEWLINE, KIND_TILE
 from tests.models import llava_tiny as lt
 
 torch.set_num_threads(1)
@@ -54,7 +51,7 @@ def test_packed_features_match_hf_for_mixed_sizes_in_one_batch(setup):
     assert feats.shape == (len(ref), capacity, lt.TEXT_HIDDEN)
     errors = []
     for i, r in enumerate(ref):
-        n = int(layout.valid[i].sum())
+        n = int(layout.tokens.valid[i].sum())
         assert n == len(r), f"image {i} {sizes[i]}: {n} tokens, HF {len(r)}"
         errors.append(float(np.abs(feats[i, :n] - r).max()))
         assert np.all(feats[i, n:] == 0)
@@ -62,8 +59,8 @@ def test_packed_features_match_hf_for_mixed_sizes_in_one_batch(setup):
     # newline slots carry image_newline, a non-trivial vector
     newline = hf.model.image_newline.detach().numpy()
     assert np.abs(newline).max() > 1e-2
-    newline_slots = feats[layout.kind == KIND_NEWLINE]
-    assert len(newline_slots) == int(layout.image_rows.sum())
+    newline_slots = feats[layout.tokens.valid & (layout.tokens.kind == KIND_NEWLINE)]
+    assert len(newline_slots) == int(layout.tokens.grid_rows[:, 0, 1].sum())
     np.testing.assert_allclose(newline_slots, np.broadcast_to(newline, newline_slots.shape), atol=1e-6)
 
 
@@ -96,11 +93,15 @@ def test_structure_for_pruners(setup):
     feats, layout = encoder.image_features(batch["pixel_values"].numpy(), sizes)
     g = layout.base_side
     assert g == lt.CROP // lt.PATCH
+    tok = layout.tokens
     for i, r in enumerate(ref):
-        kind, row, col = layout.kind[i], layout.row[i], layout.col[i]
-        rows, cols = int(layout.image_rows[i]), int(layout.image_cols[i])
+        valid = tok.valid[i]
+        kind = np.where(valid, tok.kind[i], -1)
+        row, col = tok.row[i], tok.col[i]
+        rows, cols = int(tok.grid_rows[i, 0, 1]), int(tok.grid_cols[i, 0, 1])
+        assert (tok.grid_rows[i, 0, 0], tok.grid_cols[i, 0, 0]) == (g, g) and tok.frames[i, 0] == 1
         assert (kind == KIND_BASE).sum() == g * g and (kind == KIND_NEWLINE).sum() == rows
-        assert (kind == KIND_TILE).sum() == rows * cols and layout.valid[i].sum() == len(r)
+        assert (kind == KIND_TILE).sum() == rows * cols and valid.sum() == len(r)
         # base: row-major g x g
         base = kind == KIND_BASE
         np.testing.assert_array_equal(row[base] * g + col[base], np.arange(g * g))
@@ -108,8 +109,8 @@ def test_structure_for_pruners(setup):
         grid = r[g * g :].reshape(rows, cols + 1, -1)
         tile = kind == KIND_TILE
         assert np.abs(np.asarray(feats)[i][tile] - grid[row[tile], col[tile]]).max() <= TOL
-        assert np.all(col[kind == KIND_NEWLINE] == cols) and np.all(row[kind == KIND_PAD] == -1)
-        assert np.all(layout.image[i][layout.valid[i]] == i) and layout.image_sample[i] == i
+        assert np.all(col[kind == KIND_NEWLINE] == cols) and np.all(row[~valid] == -1)
+        assert np.all(tok.image[i][valid] == 0) and layout.image_sample[i] == i  # one image per row here
 
     # jittable selection of MR-Pruner's low (base) and high (tile) tokens without host bookkeeping
     @jax.jit
@@ -118,9 +119,10 @@ def test_structure_for_pruners(setup):
         high, = jnp.nonzero(kind == KIND_TILE, size=kind.shape[0], fill_value=-1)
         return features[low], high
 
-    low, high = jax.vmap(low_high)(feats, jnp.asarray(layout.kind))
+    kind = jnp.where(jnp.asarray(tok.valid), jnp.asarray(tok.kind), -1)
+    low, high = jax.vmap(low_high)(feats, kind)
     np.testing.assert_array_equal(np.asarray(low[0]), np.asarray(feats)[0, : g * g])
-    assert int((np.asarray(high[0]) >= 0).sum()) == int(layout.image_rows[0] * layout.image_cols[0])
+    assert int((np.asarray(high[0]) >= 0).sum()) == int(tok.grid_rows[0, 0, 1] * tok.grid_cols[0, 0, 1])
 
 
 def test_several_images_per_sample_and_positions(setup):
@@ -135,14 +137,17 @@ def test_several_images_per_sample_and_positions(setup):
                           image_token_id=lt.IMAGE_ID)
     feats = np.asarray(encoder.packed_features(jnp.asarray(batch["pixel_values"].numpy()), layout))
     expected = [torch.cat([ref[0], ref[1]]).numpy(), ref[2].numpy()]
+    tok = layout.tokens
     for b, e in enumerate(expected):
-        n = int(layout.valid[b].sum())
+        n = int(tok.valid[b].sum())
         assert n == len(e) == int((ids[b] == lt.IMAGE_ID).sum())
         assert np.abs(feats[b, :n] - e).max() <= TOL
-        np.testing.assert_array_equal(layout.position[b, :n], np.nonzero(ids[b] == lt.IMAGE_ID)[0])
-        assert np.all(layout.position[b, n:] == -1)
+        np.testing.assert_array_equal(tok.index[b, :n], np.nonzero(ids[b] == lt.IMAGE_ID)[0])
+        assert np.all(tok.index[b, n:] == 0) and not tok.valid[b, n:].any()
     np.testing.assert_array_equal(layout.image_sample, [0, 0, 1])
-    assert set(layout.image[0][layout.valid[0]].tolist()) == {0, 1}
+    n0 = len(ref[0])
+    np.testing.assert_array_equal(tok.image[0, : len(expected[0])], [0] * n0 + [1] * len(ref[1]))
+    assert tok.grid_rows.shape == (2, 2, 2) and tok.frames.tolist() == [[1, 1], [1, 0]]
 
 
 def test_layout_shapes_do_not_depend_on_image_size():

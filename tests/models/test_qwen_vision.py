@@ -172,18 +172,28 @@ def test_parse_rejects_bad_configs():
 
 
 def test_visual_token_structure():
-    grid = np.array([[1, 4, 6], [1, 2, 2], [1, 6, 4]])
-    s = visual_token_structure(grid, [2, 1], spatial_merge_size=2, capacity=8, max_images=3)
-    assert s.coords.shape == (2, 8, 3) and s.grid.shape == (2, 3, 3)
-    np.testing.assert_array_equal(s.num_tokens, [7, 6])
-    np.testing.assert_array_equal(s.grid[0, :2], [[1, 2, 3], [1, 1, 1]])
-    np.testing.assert_array_equal(s.coords[0, :7, 1:], [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2], [0, 0]])
-    np.testing.assert_array_equal(s.image_index[0], [0, 0, 0, 0, 0, 0, 1, -1])
-    np.testing.assert_array_equal(s.valid[1], [True] * 6 + [False] * 2)
-    with pytest.raises(ValueError, match="sums to"):
+    grid = np.array([[1, 4, 6], [1, 2, 2], [2, 6, 4]])
+    positions = [np.arange(3, 10), np.arange(20, 32)]
+    s = visual_token_structure(grid, [2, 1], spatial_merge_size=2, positions=positions, capacity=14, max_images=3)
+    assert s.kind.shape == (2, 14) and s.grid_rows.shape == (2, 3, 2)
+    np.testing.assert_array_equal(s.num_tokens, [7, 12])
+    np.testing.assert_array_equal(s.grid_rows[0, :2, 0], [2, 1])  # base grid rows = t * h (merged)
+    np.testing.assert_array_equal(s.grid_cols[0, :2, 0], [3, 1])
+    np.testing.assert_array_equal(s.grid_rows[1, 0], [6, 0])  # t=2, h=3: frames stacked as rows
+    np.testing.assert_array_equal(s.frames, [[1, 1, 0], [2, 0, 0]])
+    np.testing.assert_array_equal(s.row[0, :7], [0, 0, 0, 1, 1, 1, 0])
+    np.testing.assert_array_equal(s.col[0, :7], [0, 1, 2, 0, 1, 2, 0])
+    np.testing.assert_array_equal(s.row[1, :12], np.repeat(np.arange(6), 2))
+    np.testing.assert_array_equal(s.image[0], [0] * 6 + [1] + [-1] * 7)
+    np.testing.assert_array_equal(s.index[1, :12], np.arange(20, 32))
+    np.testing.assert_array_equal(s.valid[0], [True] * 7 + [False] * 7)
+    assert (s.kind[s.valid] == 0).all()
+    with pytest.raises(ValueError, match="sum to"):
         visual_token_structure(grid, [1, 1], 2)
     with pytest.raises(ValueError, match="capacity"):
         visual_token_structure(grid, [2, 1], 2, capacity=5)
+    with pytest.raises(ValueError, match="not divisible"):
+        visual_token_structure([[1, 3, 4]], [1], 2)
 
 
 @pytest.mark.parametrize("family", qt.FAMILIES)
