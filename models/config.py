@@ -188,7 +188,8 @@ def load_config(source: str | os.PathLike | Mapping[str, Any]) -> ModelConfig:
     if model_type in MULTIMODAL_MODEL_TYPES:
         from models.vision_config import parse_vision_config
 
-        vision = parse_vision_config(model_type, raw)
+        # The vision config with transformers' defaults filled in (Hub configs list only what differs).
+        vision = parse_vision_config(model_type, dict(raw, vision_config=hf.vision_config.to_dict()))
     text_hf = hf.get_text_config()
     eos = getattr(text_hf, "eos_token_id", None)
     if eos is None:
