@@ -191,13 +191,15 @@ def plan_layout(
     input_ids=None,
     image_token_id: int | None = None,
     capacity: int | None = None,
+    max_images: int | None = None,
 ) -> VisualLayout:
     """Host-side packing plan for one batch.
 
     image_sizes [num_images, 2] (height, width) as the processor returns them.
     With input_ids [B, T], images go to samples by their image tokens (checked);
     without, every image is its own row (B = num_images, HF get_image_features).
-    capacity: static slot count per sample (default: the batch's largest need).
+    capacity: static slot count per sample (default: the batch's largest need);
+    max_images: static images per sample in the per-image arrays (default: the batch's most).
     """
     if config.select_strategy != "default":
         raise ValueError(
@@ -224,7 +226,7 @@ def plan_layout(
     image_sample = np.repeat(np.arange(num_samples), per_sample)
     positions = None if input_ids is None else image_token_positions(ids, image_token_id)
     images = [image_tokens(grid) for grid in grids]
-    tokens, slot_start = pack_visual_tokens(images, per_sample, positions, capacity=capacity)
+    tokens, slot_start = pack_visual_tokens(images, per_sample, positions, capacity, max_images)
     g2 = config.tower.num_patches
     source = np.zeros(tokens.kind.shape, np.int32)
     for grid, start, b, slot in zip(grids, starts, image_sample, slot_start):

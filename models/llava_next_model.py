@@ -1,0 +1,101 @@
+"""LLaVA-NeXT, the whole model: CLIP tower + projector + anyres packing + Llama/Mistral decoder.
+
+Param paths at the root are the converter's targets: `vision_tower/...`,
+`multi_modal_projector/...`, `image_newline` (inherited from
+`LlavaNextImageEncoder`) and `language_model/...` (the TextModel).
+
+`prepare` plans on the host (which image belongs to which sample, the anyres
+layout, where every visual token goes) and runs the tower, the projector, the
+packing and the scatter into the text embeddings in one jitted call. Position
+ids are HF's for this forward: 0..T-1 on every row.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from models.decoder import TextModel
+from models.llava_layout import VisualLayout
+from models.llava_next import LlavaNextImageEncoder
+from models.multimodal import (
+    PreparedInputs,
+    TwoStageForward,
+    check_attention_mask,
+    check_input_ids,
+    next_positions,
+    place_visual,
+    reject_unknown,
+)
+from models.visual_tokens import image_token_positions, pack_visual_tokens
+
+ACCEPTED_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_sizes")
+
+
+class LlavaNextModel(TwoStageForward, LlavaNextImageEncoder):
+    """HF LlavaNextForConditionalGeneration. `model(**inputs)` -> float32 logits [B, T, V]."""
+
+    def __init__(self, config, *, dtype=jnp.float32, rngs: nnx.Rngs):
+        if config.model_type != "llava_next" or config.vision is None:
+            raise ValueError(f"LlavaNextModel needs a llava_next config, got model_type {config.model_type!r}")
+        super().__init__(config.vision, config.text.hidden_size, dtype=dtype, rngs=rngs)
+        self.config = config
+        self.language_model = TextModel(config.text, dtype=dtype, rngs=rngs)
+
+    def plan_inputs(self, input_ids, pixel_values=None, image_sizes=None, *, visual_capacity=None, max_images=None):
+        """Host side: the anyres layout (None without images) and the batch's VisualTokens."""
+        ids = check_input_ids(input_ids)
+        image_id = self.config.image_token_id
+        if pixel_values is None:
+            if image_sizes is not None:
+                raise ValueError("image_sizes given without pixel_values")
+            if (ids == image_id).any():
+                raise ValueError(f"input_ids contain image tokens (id {image_id}) but no pixel_values were given")
+            tokens, _ = pack_visual_tokens([], [0] * ids.shape[0], image_token_positions(ids, image_id),
+                                           visual_capacity, max_images)
+            return None, tokens
+        layout = self.plan(pixel_values, image_sizes, input_ids=ids, image_token_id=image_id,
+                           capacity=visual_capacity, max_images=max_images)
+        return layout, layout.tokens
+
+    def prepare(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        pixel_values=None,
+        image_sizes=None,
+        *,
+        visual_capacity: int | None = None,
+        max_images: int | None = None,
+        **extra,
+    ) -> PreparedInputs:
+        """Processor outputs -> PreparedInputs. visual_capacity / max_images: static Nv / I (default: exact)."""
+        reject_unknown("LlavaNextModel", extra, ACCEPTED_INPUTS)
+        ids = check_input_ids(input_ids)
+        mask = check_attention_mask(attention_mask, ids)
+        if ids.max(initial=0) >= self.config.text.vocab_size or ids.min(initial=0) < 0:
+            raise ValueError(f"input_ids outside the vocabulary [0, {self.config.text.vocab_size})")
+        layout, tokens = self.plan_inputs(ids, pixel_values, image_sizes, visual_capacity=visual_capacity,
+                                          max_images=max_images)
+        pixels = None if pixel_values is None else jnp.asarray(np.asarray(pixel_values))
+        if pixels is not None and not bool(jnp.isfinite(pixels).all()):
+            raise ValueError("pixel_values contain NaN or inf")
+        embeds = _embed(self, jnp.asarray(ids), pixels, layout)
+        positions = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int32), ids.shape)
+        return PreparedInputs(
+            inputs_embeds=embeds,
+            position_ids=jnp.asarray(positions),
+            attention_mask=jnp.asarray(mask),
+            layer_additions=None,
+            next_position=jnp.asarray(next_positions(positions, mask)),
+            visual=tokens,
+        )
+
+
+@nnx.jit
+def _embed(model: LlavaNextModel, input_ids, pixel_values, layout: VisualLayout | None):  # -> [B, T, D]
+    embeds = model.language_model.embed(input_ids)
+    if pixel_values is None:
+        return embeds
+    return place_visual(embeds, model.packed_features(pixel_values, layout), layout.tokens)
