@@ -1,7 +1,7 @@
 """Key map of LLaVA-NeXT's image side: CLIP tower, projector, image_newline.
 
-Accepted HF key layouts (all map to the Flax paths of `models.llava_next.LlavaNextVision`
-under the full model's root):
+Accepted HF key layouts (all map to the Flax paths of `models.llava_next.LlavaNextImageEncoder`,
+the same at the root of the full `models.llava_next_model.LlavaNextModel`):
 - the Hub's llava-hf checkpoints:      `vision_tower.vision_model.encoder.layers.0...`
 - transformers-5 `save_pretrained`:    `vision_tower.encoder.layers.0...`
 - transformers-5 in-memory names:      `model.vision_tower.encoder.layers.0...`
