@@ -6,6 +6,8 @@ Layout of a converted folder:
   OUT_DIR/config.json         the HF config, copied byte for byte
   OUT_DIR/model_config.json   our parsed config (dataclasses.asdict), for reading by eye
   OUT_DIR/conversion.json     manifest: source, dtype, tensor count; written last
+  OUT_DIR/<tokenizer, processor, chat template, generation config files>  copied as they are,
+                              so a converted folder is as usable as the HF one it came from
 
 Everything is written into a hidden sibling temp folder and renamed to OUT_DIR
 at the very end (one `rename`, atomic on POSIX), so a crash or SIGKILL leaves
@@ -33,6 +35,17 @@ PARSED_CONFIG = "model_config.json"
 MANIFEST = "conversion.json"
 FORMAT = "jaxprune-converted/1"
 _TEMP_TAG = ".converting-"
+# Weight files are converted, never copied; every other small side file travels along.
+_NOT_COPIED = (HF_CONFIG, "model.safetensors.index.json", PARSED_CONFIG, MANIFEST)
+_SIDE_FILE_SUFFIXES = (".json", ".jinja", ".txt", ".model", ".tiktoken")
+
+
+def side_files(hf_dir: str | os.PathLike) -> list[Path]:
+    """Tokenizer / processor / chat-template / generation-config files of an HF folder."""
+    return sorted(
+        f for f in Path(hf_dir).iterdir()
+        if f.is_file() and f.suffix in _SIDE_FILE_SUFFIXES and f.name not in _NOT_COPIED
+    )
 
 
 def is_converted_dir(path: str | os.PathLike) -> bool:
@@ -126,6 +139,7 @@ def write_converted(
     manifest: dict,
     overwrite: bool = False,
     group_bytes: int = 128 << 20,
+    extra_files: Iterable[Path] = (),
 ) -> Path:
     """Write a converted folder atomically (see module docstring). Returns OUT_DIR."""
     out = Path(out_dir).absolute()
@@ -138,6 +152,8 @@ def write_converted(
     try:
         count = save_params_streaming(temp / PARAMS_DIR, tensors, group_bytes)
         shutil.copyfile(hf_config_file, temp / HF_CONFIG)
+        for file in extra_files:
+            shutil.copyfile(file, temp / file.name)
         (temp / PARSED_CONFIG).write_text(json.dumps(parsed_config, indent=2, default=str))
         (temp / MANIFEST).write_text(json.dumps({"format": FORMAT, "tensors": count, **manifest}, indent=2))
         _replace(temp, out)

@@ -154,7 +154,7 @@ def convert_checkpoint(
     progress: bool = True,
 ) -> Path:
     """Convert an HF safetensors folder to a Flax/Orbax folder at `out_dir` (atomic). Returns out_dir."""
-    from convert.checkpoint import write_converted
+    from convert.checkpoint import side_files, write_converted
 
     np_dtype = resolve_dtype(dtype)
     config, reader, plan = prepare(hf_dir)
@@ -167,4 +167,5 @@ def convert_checkpoint(
         parsed,
         manifest,
         overwrite=overwrite,
+        extra_files=side_files(hf_dir),
     )

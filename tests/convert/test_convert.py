@@ -25,6 +25,8 @@ def test_converted_params_equal_hf_state_dict(model_type, tmp_path):
     assert json.loads((out / "config.json").read_text()) == json.loads((hf_dir / "config.json").read_text())
     assert read_manifest(out)["dtype"] == "float32"
     assert (out / "model_config.json").is_file()
+    # generation_config.json (and tokenizer/processor files when present) travel along.
+    assert (out / "generation_config.json").read_text() == (hf_dir / "generation_config.json").read_text()
 
 
 def test_sharded_index_equals_single_file(tmp_path):
