@@ -1,0 +1,74 @@
+"""Images + prompt texts -> the model inputs the HF processor would give, for any supported folder.
+
+LLaVA-NeXT folders carry a full `LlavaNextProcessor`. The Qwen-VL processor
+classes cannot be built without torchvision (see HF_NOTES), so for them we load
+the image processor and tokenizer and let `models.qwen_inputs` do the
+processor's image path. Works on HF folders and on converted folders (the
+converter copies the tokenizer/processor files along). Local files only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+QWEN_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+
+
+class Processor:
+    """`Processor.from_folder(path)(images, texts)` -> dict of NumPy arrays (left padded)."""
+
+    def __init__(self, model_type: str, tokenizer, image_processor=None, hf_processor=None):
+        self.model_type = model_type
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.hf_processor = hf_processor
+
+    @classmethod
+    def from_folder(cls, path: str | os.PathLike) -> "Processor":
+        from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+        path = Path(path)
+        config_file = path / "config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{path}: no config.json (not a checkpoint folder)")
+        model_type = json.loads(config_file.read_text()).get("model_type")
+        try:
+            if model_type in QWEN_TYPES:
+                tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+                images = AutoImageProcessor.from_pretrained(path, local_files_only=True)
+                return cls(model_type, tokenizer, image_processor=images)
+            hf = AutoProcessor.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path}: cannot load the tokenizer/processor files ({err})") from None
+        tokenizer = getattr(hf, "tokenizer", hf)
+        return cls(model_type, tokenizer, hf_processor=hf)
+
+    @property
+    def image_placeholder(self) -> str:
+        """The text a chat template puts where an image goes."""
+        if self.model_type in QWEN_TYPES:
+            return "<|vision_start|><|image_pad|><|vision_end|>"
+        return getattr(self.hf_processor, "image_token", "<image>")
+
+    def chat_prompt(self, question: str, *, with_image: bool = True) -> str:
+        """One user turn (image first, then the question) through the folder's chat template."""
+        content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": question}]
+        messages = [{"role": "user", "content": content}]
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return (self.image_placeholder + "\n" if with_image else "") + question
+
+    def __call__(self, images: Sequence | None, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        texts = list(texts)
+        if self.model_type in QWEN_TYPES:
+            from models.qwen_inputs import prepare_qwen_inputs
+
+            return prepare_qwen_inputs(texts, images, tokenizer=self.tokenizer, image_processor=self.image_processor)
+        self.tokenizer.padding_side = "left"  # batched greedy decoding needs left padding
+        out = self.hf_processor(images=images, text=texts, padding=True, return_tensors="np")
+        return {k: np.asarray(v) for k, v in out.items()}
