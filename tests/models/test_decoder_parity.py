@@ -195,3 +195,47 @@ def test_last_query_attention_equals_hf_attention_row():
     got = np.asarray(last_query_attention(ours.layers[layer], h, rope, jnp.asarray(last), key_mask))
     np.testing.assert_allclose(got, want, atol=1e-5)
     np.testing.assert_allclose(got.sum(-1), 1.0, atol=1e-5)
+
+
+def _positions_from_mask(mask):
+    return np.where(mask == 1, np.cumsum(mask, axis=1) - 1, 1)
+
+
+@pytest.mark.parametrize("model_type", ["llama", "qwen3"])
+def test_batched_prompts_with_padding_equal_each_prompt_alone(model_type):
+    hf = hf_text_model(model_type, seed=12)
+    ours = ours_from_hf(hf, text_config(model_type))
+    rng = np.random.default_rng(4)
+    lengths = [9, 5, 7]
+    prompts = [rng.integers(0, TEXT["vocab_size"], size=n) for n in lengths]
+    width = max(lengths)
+    for side in ("left", "right"):
+        ids = np.zeros((3, width), np.int64)
+        mask = np.zeros_like(ids)
+        for i, p in enumerate(prompts):
+            span = slice(width - len(p), width) if side == "left" else slice(0, len(p))
+            ids[i, span], mask[i, span] = p, 1
+        batched = np.asarray(ours(input_ids=ids, attention_mask=mask, position_ids=_positions_from_mask(mask)))
+        for i, p in enumerate(prompts):
+            alone = np.asarray(ours(input_ids=p[None]))[0]
+            got = batched[i][mask[i] == 1]
+            assert np.abs(got - alone).max() <= 1e-5, (side, i)
+
+
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "qwen3"])
+def test_bfloat16_close_to_hf_bfloat16(model_type):
+    """bf16 weights and activations on both sides: same model up to bf16 rounding (bound 0.05)."""
+    import ml_dtypes
+
+    hf = hf_text_model(model_type, seed=13)
+    config = text_config(model_type)
+    params = {k: v.astype(ml_dtypes.bfloat16) for k, v in reference_text_params(state_dict_np(hf)).items()}
+    ours = load_flat_params(TextModel(config, dtype=jnp.bfloat16, rngs=__import__("flax").nnx.Rngs(0)), params)
+    ids = np.random.default_rng(8).integers(0, TEXT["vocab_size"], size=(2, 12))
+    with torch.no_grad():
+        want = hf.to(torch.bfloat16)(input_ids=torch.from_numpy(ids)).logits.float().numpy()
+    got = np.asarray(ours(input_ids=ids))
+    assert got.dtype == np.float32
+    scale = np.abs(want).max()
+    err = np.abs(got - want).max()
+    assert err <= 0.05 * max(scale, 1.0), f"{model_type}: bf16 max-abs {err:.3f} (logit scale {scale:.2f})"
