@@ -233,3 +233,31 @@ def plan_layout(
         crop, patch, *_ = image_token_map(grid)
         source[b, slot : slot + len(crop)] = np.where(crop >= 0, (start + crop) * g2 + patch, 0)
     return VisualLayout(source, tokens, image_sample.astype(np.int32), base_side=config.tower.grid_side)
+
+
+def compact_crops(
+    pixel_values, image_sizes, config: LlavaNextVisionConfig, crop_capacity: int
+) -> tuple[np.ndarray, int]:
+    """The real crops of every image, concatenated (the 4-D form) and zero-padded to `crop_capacity`.
+
+    Returns (crops [crop_capacity, C, H, W], number of real crops).
+
+    The processor pads each image to the batch's most crops, so the 5-D shape
+    changes with the batch's image sizes; a fixed crop capacity gives the tower
+    one shape (one compilation) for any mix of sizes. Padding crops follow the
+    real ones and are never gathered.
+    """
+    pixels = np.asarray(pixel_values)
+    if image_sizes is None:
+        raise ValueError("image_sizes is required with pixel_values: anyres packing depends on each image's size")
+    sizes = np.asarray(image_sizes)
+    if sizes.ndim != 2 or sizes.shape[1] != 2:
+        raise ValueError(f"image_sizes of shape {sizes.shape}: expected [num_images, 2] (height, width)")
+    grids = [image_grid((h, w), config) for h, w in sizes.tolist()]
+    starts = crop_starts(pixels.shape, grids)
+    flat = pixels.reshape((-1, *pixels.shape[-3:]))
+    real = np.concatenate([flat[s : s + g.num_crops] for s, g in zip(starts, grids)]) if grids else flat[:0]
+    if crop_capacity < len(real):
+        raise ValueError(f"crop_capacity {crop_capacity} is smaller than the {len(real)} crops of this batch")
+    padding = np.zeros((crop_capacity - len(real), *real.shape[1:]), real.dtype)
+    return np.concatenate([real, padding]), len(real)

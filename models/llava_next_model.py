@@ -17,7 +17,7 @@ import numpy as np
 from flax import nnx
 
 from models.decoder import TextModel
-from models.llava_layout import VisualLayout
+from models.llava_layout import VisualLayout, compact_crops
 from models.llava_next import LlavaNextImageEncoder
 from models.multimodal import (
     PreparedInputs,
@@ -68,20 +68,30 @@ class LlavaNextModel(TwoStageForward, LlavaNextImageEncoder):
         *,
         visual_capacity: int | None = None,
         max_images: int | None = None,
+        crop_capacity: int | None = None,
         **extra,
     ) -> PreparedInputs:
-        """Processor outputs -> PreparedInputs. visual_capacity / max_images: static Nv / I (default: exact)."""
+        """Processor outputs -> PreparedInputs.
+
+        Static sizes (default: exact for this batch): visual_capacity (Nv), max_images (I),
+        crop_capacity (crops the tower runs on, padding included; e.g. images x max_crops_per_image).
+        """
         reject_unknown("LlavaNextModel", extra, ACCEPTED_INPUTS)
         ids = check_input_ids(input_ids)
         mask = check_attention_mask(attention_mask, ids)
         if ids.max(initial=0) >= self.config.text.vocab_size or ids.min(initial=0) < 0:
             raise ValueError(f"input_ids outside the vocabulary [0, {self.config.text.vocab_size})")
-        layout, tokens = self.plan_inputs(ids, pixel_values, image_sizes, visual_capacity=visual_capacity,
+        planned = pixel_values
+        if pixel_values is not None and crop_capacity is not None:
+            self.vision_tower.check_crop_shape(tuple(np.shape(pixel_values)))
+            pixel_values, real = compact_crops(pixel_values, image_sizes, self.vision_config, crop_capacity)
+            planned = pixel_values[:real]  # the plan addresses the real crops; padding follows them
+        layout, tokens = self.plan_inputs(ids, planned, image_sizes, visual_capacity=visual_capacity,
                                           max_images=max_images)
-        pixels = None if pixel_values is None else jnp.asarray(np.asarray(pixel_values))
-        if pixels is not None and not bool(jnp.isfinite(pixels).all()):
+        pixels = None if pixel_values is None else np.asarray(pixel_values)
+        if pixels is not None and not np.isfinite(pixels).all():
             raise ValueError("pixel_values contain NaN or inf")
-        embeds = _embed(self, jnp.asarray(ids), pixels, layout)
+        embeds = _embed(self, jnp.asarray(ids), None if pixels is None else jnp.asarray(pixels), layout)
         positions = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int32), ids.shape)
         return PreparedInputs(
             inputs_embeds=embeds,

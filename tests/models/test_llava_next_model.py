@@ -204,3 +204,31 @@ def test_bad_inputs_raise(setup):
         model.prepare(**inputs, visual_capacity=10)
     text_only = model(input_ids=inputs["input_ids"][2:], attention_mask=inputs["attention_mask"][2:])
     assert np.isfinite(np.asarray(text_only)).all()
+
+
+def test_fixed_capacities_compile_once_across_image_sizes(setup, monkeypatch):
+    """Fixed text length, crop and visual capacities: one trace of the jitted prepare for every size."""
+    from models import llava_next_model
+    from models.llava_layout import max_crops_per_image, max_tokens_per_image
+    from tests.models.padding import left_pad
+
+    _, model, _ = setup
+    config = model.vision_config
+    capacity, crops = max_tokens_per_image(config), max_crops_per_image(config)
+    proc = lt.processor()
+    cases = []
+    for i, name in enumerate(("tiny", "wide_2to1", "large", "tall_1to3")):
+        inputs = _np(proc(images=[lt.random_image(*lt.IMAGE_SIZES[name], seed=i)], text=["w1 <image> w2"],
+                          return_tensors="pt"))
+        cases.append((name, inputs, np.asarray(model(**inputs))[0]))
+    traces = []
+    original = llava_next_model.place_visual
+    monkeypatch.setattr(llava_next_model, "place_visual", lambda *a: traces.append(1) or original(*a))
+    for name, inputs, alone in cases:
+        p = model.prepare(**left_pad(inputs, capacity + 8, lt.PAD_ID), visual_capacity=capacity, crop_capacity=crops)
+        logits = np.asarray(model.language_model(**_lm_args(p)))
+        assert np.abs(logits[0, -len(alone):] - alone).max() <= TOL, name
+        assert p.inputs_embeds.shape == (1, capacity + 8, lt.TEXT_HIDDEN) and p.visual.capacity == capacity
+    assert len(traces) == 1, f"{len(traces)} traces for 4 image sizes"
+    with pytest.raises(ValueError, match="crop_capacity 2 is smaller"):
+        model.prepare(**inputs, crop_capacity=2)

@@ -1,5 +1,5 @@
-"""Qwen-VL multimodal glue: the host plan (visual-token scatter, M-RoPE ids,
-padding) and, when the decoder is available, full-model logits vs HF."""
+"""Qwen-VL host plan: visual-token scatter index, M-RoPE ids, padding, errors.
+(Full-model logits vs HF: tests/models/test_qwen_vl_model.py.)"""
 
 import numpy as np
 import pytest

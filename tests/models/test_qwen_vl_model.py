@@ -215,3 +215,28 @@ def test_bad_inputs_raise(setup):
         model(**{**inputs, "pixel_values": np.full_like(inputs["pixel_values"], np.inf)})
     with pytest.raises(ValueError, match="capacity 5 is smaller"):
         model.prepare(**inputs, visual_capacity=5)
+
+
+def test_fixed_capacities_compile_once_across_image_sizes(setup, monkeypatch):
+    """Fixed text length, patch / window / visual capacities: one trace of the jitted prepare for all sizes."""
+    from models import qwen_vl_model
+    from tests.models.padding import left_pad
+
+    family, _, model, _ = setup
+    cases = []
+    for name in ("tiny", "wide_2to1", "tall_3to1", "square"):
+        inputs = _inputs(family, [f"w1 {IMG} w2"], [[name]])
+        cases.append((name, inputs, np.asarray(model(**inputs))[0]))
+    patches = max(c[1]["pixel_values"].shape[0] for c in cases)
+    visual = patches // 4
+    traces = []
+    original = qwen_vl_model.place_visual
+    monkeypatch.setattr(qwen_vl_model, "place_visual", lambda *a: traces.append(1) or original(*a))
+    for name, inputs, alone in cases:
+        p = model.prepare(**left_pad(inputs, visual + 8, qt.PAD_ID), visual_capacity=visual, patch_capacity=patches,
+                          window_capacity=patches // 64 + 8 if family == "qwen2_5_vl" else None)
+        logits = model.language_model(inputs_embeds=p.inputs_embeds, attention_mask=p.attention_mask,
+                                      position_ids=p.position_ids, layer_additions=p.layer_additions)
+        assert np.abs(np.asarray(logits)[0, -len(alone):] - alone).max() <= TOL, name
+    per_trace = 3 if family == "qwen3_vl" else 1  # place_visual runs once per deepstack feature too
+    assert len(traces) == per_trace, f"{len(traces) // per_trace} traces for 4 image sizes"
