@@ -232,3 +232,34 @@ def test_fixed_capacities_compile_once_across_image_sizes(setup, monkeypatch):
     assert len(traces) == 1, f"{len(traces)} traces for 4 image sizes"
     with pytest.raises(ValueError, match="crop_capacity 2 is smaller"):
         model.prepare(**inputs, crop_capacity=2)
+
+
+def test_bfloat16_is_as_close_to_float32_as_hf_bfloat16(setup):
+    """models.load(dtype="bfloat16"): bf16 params end to end, logits no further from HF float32 than
+    twice HF's own bf16 error."""
+    import copy
+
+    hf, _, folder = setup
+    model = models.load(folder, dtype="bfloat16")
+    dtypes = {v.get_value().dtype for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    assert dtypes == {np.dtype("bfloat16")}
+    batch = _batch("mixed")
+    ref, _ = _hf_forward(hf, batch)
+    hf16 = copy.deepcopy(hf).to(torch.bfloat16)
+    with torch.no_grad():
+        ref16 = hf16(**{k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in batch.items()})
+    mask = batch["attention_mask"]
+    hf_err = _max_err(ref16.logits.float().numpy(), ref, mask)
+    ours = model(**_np(batch))
+    assert ours.dtype == np.float32
+    assert _max_err(ours, ref, mask) <= 2 * hf_err, (_max_err(ours, ref, mask), hf_err)
+
+
+def test_converted_folder_gives_the_same_model(setup, tmp_path):
+    from convert import convert_checkpoint
+
+    _, model, folder = setup
+    converted = models.load(convert_checkpoint(folder, tmp_path / "out", progress=False))
+    assert isinstance(converted, LlavaNextModel) and converted.config == model.config
+    inputs = _np(_batch("extremes"))
+    np.testing.assert_array_equal(np.asarray(converted(**inputs)), np.asarray(model(**inputs)))

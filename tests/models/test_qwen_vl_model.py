@@ -240,3 +240,35 @@ def test_fixed_capacities_compile_once_across_image_sizes(setup, monkeypatch):
         assert np.abs(np.asarray(logits)[0, -len(alone):] - alone).max() <= TOL, name
     per_trace = 3 if family == "qwen3_vl" else 1  # place_visual runs once per deepstack feature too
     assert len(traces) == per_trace, f"{len(traces) // per_trace} traces for 4 image sizes"
+
+
+def test_bfloat16_is_as_close_to_float32_as_hf_bfloat16(setup):
+    """models.load(dtype="bfloat16"): bf16 params end to end, logits no further from HF float32 than
+    twice HF's own bf16 error."""
+    import copy
+
+    family, hf, _, folder = setup
+    model = models.load(folder, dtype="bfloat16")
+    dtypes = {v.get_value().dtype for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    assert dtypes == {np.dtype("bfloat16")}
+    inputs = _batch(family, "mixed")
+    ref, _ = _hf_forward(hf, inputs)
+    hf16 = copy.deepcopy(hf).to(torch.bfloat16)
+    with torch.no_grad():
+        ref16 = hf16(**{k: torch.as_tensor(v).to(torch.bfloat16) if v.dtype == np.float32 else torch.as_tensor(v)
+                        for k, v in inputs.items()})
+    mask = inputs["attention_mask"]
+    hf_err = _max_err(ref16.logits.float().numpy(), ref, mask)
+    ours = model(**inputs)
+    assert ours.dtype == np.float32
+    assert _max_err(ours, ref, mask) <= 2 * hf_err, (family, _max_err(ours, ref, mask), hf_err)
+
+
+def test_converted_folder_gives_the_same_model(setup, tmp_path):
+    from convert import convert_checkpoint
+
+    family, _, model, folder = setup
+    converted = models.load(convert_checkpoint(folder, tmp_path / "out", progress=False))
+    assert isinstance(converted, QwenVLModel) and converted.config == model.config
+    inputs = _batch(family, "extremes")
+    np.testing.assert_array_equal(np.asarray(converted(**inputs)), np.asarray(model(**inputs)))
