@@ -175,3 +175,18 @@ def set_params(module, flat: dict) -> None:
         if tuple(var.shape) != flat[path].shape:
             raise ValueError(f"{path}: shape {flat[path].shape} != {tuple(var.shape)}")
         var.set_value(flat[path]) if hasattr(var, "set_value") else setattr(var, "value", flat[path])
+
+
+def hub_flat_config(family: str) -> dict:
+    """The tiny config in the Hub's flat transformers-4 layout (Qwen2-VL / Qwen2.5-VL): text fields at the
+    top, `rope_scaling: {type: mrope, mrope_section}`."""
+    if family not in ("qwen2_vl", "qwen2_5_vl"):
+        raise ValueError(f"the Hub's {family} configs are nested; no flat layout")
+    text = text_config_dict(family)
+    rope = text.pop("rope_parameters")
+    return dict(
+        text, model_type=family, rope_theta=rope["rope_theta"],
+        rope_scaling=dict(type="mrope", mrope_section=rope["mrope_section"]),
+        vision_config=vision_config_dict(family), image_token_id=IMAGE_ID, video_token_id=VIDEO_ID,
+        vision_start_token_id=VISION_START_ID, vision_end_token_id=VISION_END_ID,
+    )

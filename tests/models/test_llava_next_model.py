@@ -168,15 +168,20 @@ def _lm_args(p):
 
 
 def test_hub_key_layout_loads_the_same_model(setup, tmp_path):
-    """llava-hf checkpoints name the tower `vision_tower.vision_model.*`."""
+    """llava-hf checkpoints name the tower `vision_tower.vision_model.*`; their configs are
+    transformers-4 style (`rope_theta` in text_config, no `rope_parameters`)."""
+    import json
     _, model, folder = setup
     tensors = load_file(folder / "model.safetensors")
     hub = {k.replace("vision_tower.", "vision_tower.vision_model.", 1): v for k, v in tensors.items()}
     assert any(k.startswith("vision_tower.vision_model.encoder.layers.") for k in hub)
     assert any(k.startswith("language_model.model.layers.") for k in hub)
     save_file(hub, tmp_path / "model.safetensors", metadata={"format": "pt"})
-    (tmp_path / "config.json").write_text((folder / "config.json").read_text())
+    config = json.loads((folder / "config.json").read_text())
+    config["text_config"]["rope_theta"] = config["text_config"].pop("rope_parameters")["rope_theta"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
     hub_model = models.load(tmp_path)
+    assert hub_model.config == model.config
     inputs = _np(_batch("mixed"))
     np.testing.assert_array_equal(np.asarray(hub_model(**inputs)), np.asarray(model(**inputs)))
 

@@ -181,7 +181,10 @@ def test_static_capacities_do_not_change_logits(setup):
 
 
 def test_hub_key_layout_loads_the_same_model(setup, tmp_path):
-    """The Hub's Qwen-VL checkpoints name the decoder `model.layers.*` and the tower `visual.*`."""
+    """The Hub's Qwen-VL checkpoints name the decoder `model.layers.*` and the tower `visual.*`;
+    Qwen2-VL / Qwen2.5-VL configs there are flat (transformers-4 layout)."""
+    import json
+
     family, _, model, folder = setup
     tensors = load_file(folder / "model.safetensors")
 
@@ -193,9 +196,14 @@ def test_hub_key_layout_loads_the_same_model(setup, tmp_path):
     hub = {hub_name(k): v for k, v in tensors.items()}
     assert any(k.startswith("model.layers.") for k in hub) and any(k.startswith("visual.blocks.") for k in hub)
     save_file(hub, tmp_path / "model.safetensors", metadata={"format": "pt"})
-    (tmp_path / "config.json").write_text((folder / "config.json").read_text())
+    if family == "qwen3_vl":
+        (tmp_path / "config.json").write_text((folder / "config.json").read_text())
+    else:
+        (tmp_path / "config.json").write_text(json.dumps(qt.hub_flat_config(family)))
+    hub_model = models.load(tmp_path)
+    assert hub_model.config == model.config
     inputs = _batch(family, "mixed")
-    np.testing.assert_array_equal(np.asarray(models.load(tmp_path)(**inputs)), np.asarray(model(**inputs)))
+    np.testing.assert_array_equal(np.asarray(hub_model(**inputs)), np.asarray(model(**inputs)))
 
 
 def test_bad_inputs_raise(setup):
