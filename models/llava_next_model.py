@@ -30,7 +30,7 @@ from models.multimodal import (
 )
 from models.visual_tokens import image_token_positions, pack_visual_tokens
 
-ACCEPTED_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_sizes")
+ACCEPTED_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_sizes", "mm_token_type_ids")
 
 
 class LlavaNextModel(TwoStageForward, LlavaNextImageEncoder):
@@ -65,6 +65,7 @@ class LlavaNextModel(TwoStageForward, LlavaNextImageEncoder):
         attention_mask=None,
         pixel_values=None,
         image_sizes=None,
+        mm_token_type_ids=None,
         *,
         visual_capacity: int | None = None,
         max_images: int | None = None,
@@ -75,7 +76,9 @@ class LlavaNextModel(TwoStageForward, LlavaNextImageEncoder):
 
         Static sizes (default: exact for this batch): visual_capacity (Nv), max_images (I),
         crop_capacity (crops the tower runs on, padding included; e.g. images x max_crops_per_image).
+        mm_token_type_ids (some processors return it) is accepted and unused: positions are 1-D here.
         """
+        del mm_token_type_ids
         reject_unknown("LlavaNextModel", extra, ACCEPTED_INPUTS)
         ids = check_input_ids(input_ids)
         mask = check_attention_mask(attention_mask, ids)
