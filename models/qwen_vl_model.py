@@ -4,9 +4,9 @@ Param paths at the root are the converter's targets: `visual/...` (the tower)
 and `language_model/...` (the TextModel).
 
 `prepare` plans on the host (models/qwen_vl_plan.py: padded patches, the
-tower's layout, 3-D M-RoPE ids as HF's get_rope_index; the visual-token map
-from models/qwen_vision/structure.py) and runs the tower plus the scatter into
-the text embeddings in one jitted call. Qwen3-VL's deepstack features become
+tower's layout, 3-D M-RoPE ids as HF's get_rope_index, the visual-token map)
+and runs the tower plus the scatter into the text embeddings in one jitted
+call. Qwen3-VL's deepstack features become
 `layer_additions` [n, B, T, D]: feature j is added after LM layer j at the
 visual positions (zeros elsewhere), as HF's `_deepstack_process` does.
 """
@@ -14,7 +14,6 @@ visual positions (zeros elsewhere), as HF's `_deepstack_process` does.
 from __future__ import annotations
 
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from models.decoder import TextModel
@@ -29,9 +28,8 @@ from models.multimodal import (
 )
 from models.qwen_vision import QwenVisionTower
 from models.qwen_vision.layout import VisionLayout
-from models.qwen_vision.structure import merged_grids, visual_token_structure
 from models.qwen_vl_plan import plan_qwen_vl_inputs
-from models.visual_tokens import VisualTokens, image_token_positions, images_per_sample
+from models.visual_tokens import VisualTokens
 
 ACCEPTED_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")
 QWEN_VL_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
@@ -46,24 +44,6 @@ class QwenVLModel(TwoStageForward, nnx.Module):
         self.config = config
         self.visual = QwenVisionTower(config.vision, dtype=dtype, rngs=rngs)
         self.language_model = TextModel(config.text, dtype=dtype, rngs=rngs)
-
-    def visual_tokens(self, input_ids, image_grid_thw, *, visual_capacity=None, max_images=None) -> VisualTokens:
-        """Host side: the batch's VisualTokens (images go to samples by their `<|image_pad|>` counts)."""
-        ids = check_input_ids(input_ids)
-        image_id = self.config.image_token_id
-        if image_grid_thw is None:
-            grid = np.zeros((0, 3), np.int64)
-        else:
-            grid = merged_grids(image_grid_thw, self.config.vision.spatial_merge_size)
-        per_sample = images_per_sample(ids, image_id, np.prod(grid, axis=1).tolist())
-        return visual_token_structure(
-            image_grid_thw if image_grid_thw is not None else grid,
-            per_sample,
-            self.config.vision.spatial_merge_size,
-            image_token_positions(ids, image_id),
-            visual_capacity,
-            max_images,
-        )
 
     def prepare(
         self,
@@ -100,26 +80,19 @@ class QwenVLModel(TwoStageForward, nnx.Module):
             video_token_id=self.config.video_token_id,
             patch_capacity=patch_capacity,
             window_capacity=window_capacity,
+            visual_capacity=visual_capacity,
+            max_images=max_images,
         )
-        tokens = self.visual_tokens(ids, image_grid_thw, visual_capacity=visual_capacity, max_images=max_images)
         pixels = None if plan.pixel_values is None else jnp.asarray(plan.pixel_values)
-        embeds, additions = _embed(self, jnp.asarray(ids), pixels, plan.layout, tokens, _merged_slots(tokens))
+        embeds, additions = _embed(self, jnp.asarray(ids), pixels, plan.layout, plan.tokens, plan.merged_slots)
         return PreparedInputs(
             inputs_embeds=embeds,
             position_ids=jnp.asarray(plan.position_ids),
             attention_mask=jnp.asarray(mask),
             layer_additions=additions,
             next_position=jnp.asarray(next_positions(plan.position_ids, mask)),
-            visual=tokens,
+            visual=plan.tokens,
         )
-
-
-def _merged_slots(tokens: VisualTokens) -> np.ndarray:
-    """[B, Nv]: the tower's merged-output row feeding each slot (samples' tokens follow each other)."""
-    counts = tokens.valid.sum(axis=1)
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    slots = offsets[:, None] + np.arange(tokens.capacity)[None, :]
-    return np.where(tokens.valid, slots, 0).astype(np.int32)
 
 
 @nnx.jit

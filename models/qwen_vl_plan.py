@@ -1,9 +1,10 @@
 """Host-side plan of a Qwen-VL forward: everything shape- or index-like that
 depends on the prompt and image sizes, computed once in NumPy.
 
-The jitted model then only gathers: visual tokens into the image-token
-positions (`feature_index`), 3-D M-RoPE positions, padded pixels and the
-vision layout (static shapes; see models/qwen_vision/layout.py).
+The jitted model then only gathers: the tower's merged tokens into visual-token
+slots (`merged_slots`) and those into their sequence positions (`tokens.index`),
+3-D M-RoPE positions, padded pixels and the vision layout (static shapes; see
+models/qwen_vision/layout.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 from models.mrope_index import get_rope_index
 from models.qwen_vision.config import QwenVisionConfig
 from models.qwen_vision.layout import VisionLayout, build_vision_layout, check_grid_thw, pad_pixel_values
+from models.qwen_vision.structure import merged_grids, visual_token_structure
+from models.visual_tokens import VisualTokens, image_token_positions, images_per_sample
 
 
 @jax.tree_util.register_dataclass
@@ -26,24 +29,19 @@ class QwenVLPlan:
     attention_mask: np.ndarray  # [B, T] int32
     position_ids: np.ndarray  # [3, B, T] int32 (M-RoPE t, h, w)
     rope_deltas: np.ndarray  # [B, 1] int32: decode position = n_valid + step + delta
-    feature_index: np.ndarray  # [B, T] int32: merged visual token feeding each position, -1 for text
+    tokens: VisualTokens  # [B, Nv] map of the visual tokens (positions, rows, cols, images)
+    merged_slots: np.ndarray  # [B, Nv] int32: row of the tower's merged output feeding each slot (0 for padding)
     pixel_values: Optional[np.ndarray] = None  # [Np, C*T*P*P] float32, zero-padded
     layout: Optional[VisionLayout] = None
 
 
-def image_feature_index(input_ids, image_token_id: int, num_visual_tokens: int) -> np.ndarray:
-    """[B, T] index of the visual token each image-token position receives (HF masked_scatter order)."""
-    ids = np.asarray(input_ids)
-    is_image = ids == image_token_id
-    found = int(is_image.sum())
-    if found != num_visual_tokens:
-        raise ValueError(
-            f"Image features and image tokens do not match: input_ids hold {found} image tokens "
-            f"(id {image_token_id}) but image_grid_thw gives {num_visual_tokens} visual tokens"
-        )
-    index = np.full(ids.shape, -1, np.int32)
-    index[is_image] = np.arange(found, dtype=np.int32)  # row-major, like torch masked_scatter
-    return index
+def merged_slots(tokens: VisualTokens) -> np.ndarray:
+    """[B, Nv]: the tower emits the batch's images in prompt order, so sample b's slots read
+    rows offset_b + slot, offset_b = the visual tokens of earlier samples."""
+    counts = tokens.valid.sum(axis=1)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slots = offsets[:, None] + np.arange(tokens.capacity)[None, :]
+    return np.where(tokens.valid, slots, 0).astype(np.int32)
 
 
 def plan_qwen_vl_inputs(
@@ -58,8 +56,13 @@ def plan_qwen_vl_inputs(
     video_token_id: Optional[int] = None,
     patch_capacity: Optional[int] = None,
     window_capacity: Optional[int] = None,
+    visual_capacity: Optional[int] = None,
+    max_images: Optional[int] = None,
 ) -> QwenVLPlan:
-    """Validate processor outputs and build the plan. Text-only batches have no pixels/layout."""
+    """Validate processor outputs and build the plan. Text-only batches have no pixels/layout.
+
+    Images go to samples in order by their `<|image_pad|>` counts (HF's masked_scatter order).
+    """
     ids = np.asarray(input_ids)
     if ids.ndim != 2:
         raise ValueError(f"input_ids must be [batch, seq], got shape {ids.shape}")
@@ -68,14 +71,18 @@ def plan_qwen_vl_inputs(
         raise ValueError("image_grid_thw is required with pixel_values (one (t, h, w) row per image)")
     if pixel_values is None and image_grid_thw is not None:
         raise ValueError("pixel_values is required with image_grid_thw")
-    num_visual = 0
     pixels = layout = None
+    grid = np.zeros((0, 3), np.int64)
     if image_grid_thw is not None:
         grid = check_grid_thw(image_grid_thw, vision)
-        num_visual = int(np.prod(grid, axis=1).sum()) // vision.merge_unit
         pixels = pad_pixel_values(pixel_values, grid, vision, patch_capacity)
         layout = build_vision_layout(grid, vision, pixels.shape[0], window_capacity)
-    feature_index = image_feature_index(ids, image_token_id, num_visual)
+    per_image = np.prod(merged_grids(grid, vision.spatial_merge_size), axis=1).tolist()
+    per_sample = images_per_sample(ids, image_token_id, per_image)
+    tokens = visual_token_structure(
+        grid, per_sample, vision.spatial_merge_size, image_token_positions(ids, image_token_id), visual_capacity,
+        max_images,
+    )
     positions, deltas = get_rope_index(
         ids,
         image_grid_thw,
@@ -87,4 +94,4 @@ def plan_qwen_vl_inputs(
         family=vision.family,
         tokens_per_second=vision.tokens_per_second,
     )
-    return QwenVLPlan(ids.astype(np.int32), mask, positions, deltas, feature_index, pixels, layout)
+    return QwenVLPlan(ids.astype(np.int32), mask, positions, deltas, tokens, merged_slots(tokens), pixels, layout)

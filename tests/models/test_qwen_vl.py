@@ -7,7 +7,7 @@ import torch
 
 from models.qwen_inputs import prepare_qwen_inputs
 from models.qwen_vision import parse_qwen_vision_config
-from models.qwen_vl_plan import image_feature_index, plan_qwen_vl_inputs
+from models.qwen_vl_plan import plan_qwen_vl_inputs
 from tests.models import qwen_tiny as qt
 
 torch.set_num_threads(1)
@@ -33,9 +33,13 @@ def test_plan_scatters_visual_tokens_in_prompt_order():
         inputs["image_grid_thw"], inputs["mm_token_type_ids"], patch_capacity=inputs["pixel_values"].shape[0] + 8,
     )
     n_visual = int(np.prod(inputs["image_grid_thw"], axis=1).sum()) // 4
-    taken = plan.feature_index[plan.feature_index >= 0]
-    np.testing.assert_array_equal(taken, np.arange(n_visual))  # every visual token once, in order
-    assert (plan.feature_index >= 0).sum(axis=1).tolist()[2] == 0  # the text-only row gets none
+    valid = plan.tokens.valid
+    np.testing.assert_array_equal(plan.merged_slots[valid], np.arange(n_visual))  # every merged token once, in order
+    assert (plan.merged_slots[~valid] == 0).all()
+    ids = inputs["input_ids"]
+    for b in range(3):  # slots sit on the image tokens, in prompt order; the text-only row gets none
+        np.testing.assert_array_equal(plan.tokens.index[b][valid[b]], np.nonzero(ids[b] == qt.IMAGE_ID)[0])
+    assert valid.sum(axis=1).tolist() == [int((ids[b] == qt.IMAGE_ID).sum()) for b in range(3)] and not valid[2].any()
     assert plan.pixel_values.shape[0] == inputs["pixel_values"].shape[0] + 8
     assert plan.position_ids.shape == (3, *inputs["input_ids"].shape)
 
@@ -53,5 +57,7 @@ def test_plan_rejects_mismatched_inputs():
         plan_qwen_vl_inputs(vision, qt.IMAGE_ID, ids, mask, pix[: -int(np.prod(grid[-1]))], grid[:-1])
     with pytest.raises(ValueError, match="pixel_values must have shape"):
         plan_qwen_vl_inputs(vision, qt.IMAGE_ID, ids, mask, pix.reshape(-1, 2, pix.shape[1] // 2)[:, 0], grid)
-    with pytest.raises(ValueError, match="do not match"):
-        image_feature_index(ids, qt.IMAGE_ID, 3)
+    short = ids.copy()
+    short[0, np.nonzero(ids[0] == qt.IMAGE_ID)[0][-1]] = 3  # one image token too few in sample 0
+    with pytest.raises(ValueError, match="sample 0 has .* image tokens, but its images give"):
+        plan_qwen_vl_inputs(vision, qt.IMAGE_ID, short, mask, pix, grid)
