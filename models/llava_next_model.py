@@ -6,8 +6,12 @@ Param paths at the root are the converter's targets: `vision_tower/...`,
 
 `prepare` plans on the host (which image belongs to which sample, the anyres
 layout, where every visual token goes) and runs the tower, the projector, the
-packing and the scatter into the text embeddings in one jitted call. Position
-ids are HF's for this forward: 0..T-1 on every row.
+packing and the scatter into the text embeddings in one jitted call.
+
+Position ids count real tokens only (cumsum(attention_mask) - 1, padding 0),
+as HF `generate` builds them: a sample's positions do not depend on how much
+padding the batch gave it, and decoding continues at n_valid. (HF's bare
+forward uses 0..T-1; RoPE sees only differences, so the logits agree.)
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ class LlavaNextModel(TwoStageForward, LlavaNextImageEncoder):
         if pixels is not None and not np.isfinite(pixels).all():
             raise ValueError("pixel_values contain NaN or inf")
         embeds = _embed(self, jnp.asarray(ids), None if pixels is None else jnp.asarray(pixels), layout)
-        positions = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int32), ids.shape)
+        positions = token_positions(mask)
         return PreparedInputs(
             inputs_embeds=embeds,
             position_ids=jnp.asarray(positions),
@@ -104,6 +108,12 @@ class LlavaNextModel(TwoStageForward, LlavaNextImageEncoder):
             next_position=jnp.asarray(next_positions(positions, mask)),
             visual=tokens,
         )
+
+
+def token_positions(attention_mask: np.ndarray) -> np.ndarray:
+    """[B, T] int32: cumsum(mask) - 1 on real tokens, 0 on padding (HF generate's position ids)."""
+    mask = np.asarray(attention_mask).astype(bool)
+    return np.where(mask, np.cumsum(mask, axis=1) - 1, 0).astype(np.int32)
 
 
 @nnx.jit

@@ -95,8 +95,10 @@ def test_two_stage_forward_is_the_forward(setup):
     )
     np.testing.assert_array_equal(np.asarray(logits), np.asarray(model(**inputs)))
     assert prepared.layer_additions is None
-    t = inputs["input_ids"].shape[1]
-    np.testing.assert_array_equal(prepared.next_position, [t] * 3)  # HF's forward positions are 0..T-1
+    mask = inputs["attention_mask"]
+    np.testing.assert_array_equal(prepared.next_position, mask.sum(1))  # decoding continues after real tokens
+    want = np.where(mask == 1, np.cumsum(mask, 1) - 1, 0)  # HF generate's position ids
+    np.testing.assert_array_equal(prepared.position_ids, want)
     assert jax.tree.structure(prepared) == jax.tree.structure(model.prepare(**inputs))  # a pytree
 
 
