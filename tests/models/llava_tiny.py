@@ -50,11 +50,11 @@ def text_config_dict() -> dict:
     )
 
 
-def hf_config(vision_feature_layer=-2, **vision_overrides):
+def hf_config(vision_feature_layer=-2, text_overrides=None, **vision_overrides):
     from transformers import LlavaNextConfig
 
     config = LlavaNextConfig(
-        vision_config=vision_config_dict(**vision_overrides), text_config=text_config_dict(),
+        vision_config=vision_config_dict(**vision_overrides), text_config=text_config_dict() | (text_overrides or {}),
         image_token_index=IMAGE_ID, image_grid_pinpoints=PINPOINTS, vision_feature_layer=vision_feature_layer,
         vision_feature_select_strategy="default", projector_hidden_act="gelu", tie_word_embeddings=False,
     )

@@ -270,3 +270,16 @@ def test_converted_folder_gives_the_same_model(setup, tmp_path):
     assert isinstance(converted, LlavaNextModel) and converted.config == model.config
     inputs = _np(_batch("extremes"))
     np.testing.assert_array_equal(np.asarray(converted(**inputs)), np.asarray(model(**inputs)))
+
+
+def test_mistral_text_model_matches_hf(tmp_path):
+    """llava-v1.6-mistral: the same image side over a Mistral decoder."""
+    hf = lt.hf_model(seed=4, text_overrides=dict(model_type="mistral", sliding_window=None))
+    assert type(hf.model.language_model).__name__ == "MistralModel"
+    hf.save_pretrained(tmp_path)
+    model = models.load(tmp_path)
+    assert model.config.model_type == "llava_next"
+    batch = _batch("mixed")
+    ref, _ = _hf_forward(hf, batch)
+    err = _max_err(model(**_np(batch)), ref, batch["attention_mask"])
+    assert err <= TOL, f"llava_next + mistral: max-abs logits error {err}"
