@@ -94,6 +94,8 @@ def test_two_stage_forward_is_the_forward(setup):
         position_ids=prepared.position_ids, layer_additions=prepared.layer_additions,
     )
     np.testing.assert_array_equal(np.asarray(logits), np.asarray(model(**inputs)))
+    as_jax = {k: jax.numpy.asarray(v) for k, v in inputs.items()}
+    np.testing.assert_array_equal(np.asarray(model(**as_jax)), np.asarray(logits))  # jax arrays work as well
     assert prepared.layer_additions is None
     mask = inputs["attention_mask"]
     np.testing.assert_array_equal(prepared.next_position, mask.sum(1))  # decoding continues after real tokens

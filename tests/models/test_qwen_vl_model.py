@@ -9,6 +9,7 @@ logits, batch == each sample alone, the two-stage forward, HF's inputs_embeds
 index/rows/cols against HF's positions and grid_thw, the Hub key layout, errors.
 """
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -156,6 +157,8 @@ def test_two_stage_forward_is_the_forward(setup):
     logits = model.language_model(inputs_embeds=p.inputs_embeds, attention_mask=p.attention_mask,
                                   position_ids=p.position_ids, layer_additions=p.layer_additions)
     np.testing.assert_array_equal(np.asarray(logits), np.asarray(model(**inputs)))
+    as_jax = {k: jnp.asarray(v) for k, v in inputs.items()}
+    np.testing.assert_array_equal(np.asarray(model(**as_jax)), np.asarray(logits))  # jax arrays work as well
 
 
 def test_batch_equals_each_sample_alone(setup):
