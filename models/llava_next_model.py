@@ -26,8 +26,7 @@ from models.llava_next import LlavaNextImageEncoder
 from models.multimodal import (
     PreparedInputs,
     TwoStageForward,
-    check_attention_mask,
-    check_input_ids,
+    check_text_inputs,
     next_positions,
     place_visual,
     reject_unknown,
@@ -49,7 +48,7 @@ class LlavaNextModel(TwoStageForward, LlavaNextImageEncoder):
 
     def plan_inputs(self, input_ids, pixel_values=None, image_sizes=None, *, visual_capacity=None, max_images=None):
         """Host side: the anyres layout (None without images) and the batch's VisualTokens."""
-        ids = check_input_ids(input_ids)
+        ids = np.asarray(input_ids)
         image_id = self.config.image_token_id
         if pixel_values is None:
             if image_sizes is not None:
@@ -84,10 +83,7 @@ class LlavaNextModel(TwoStageForward, LlavaNextImageEncoder):
         """
         del mm_token_type_ids
         reject_unknown("LlavaNextModel", extra, ACCEPTED_INPUTS)
-        ids = check_input_ids(input_ids)
-        mask = check_attention_mask(attention_mask, ids)
-        if ids.max(initial=0) >= self.config.text.vocab_size or ids.min(initial=0) < 0:
-            raise ValueError(f"input_ids outside the vocabulary [0, {self.config.text.vocab_size})")
+        ids, mask = check_text_inputs(input_ids, attention_mask, self.config.text.vocab_size)
         planned = pixel_values
         if pixel_values is not None and crop_capacity is not None:
             self.vision_tower.check_crop_shape(tuple(np.shape(pixel_values)))

@@ -65,23 +65,22 @@ def next_positions(position_ids: np.ndarray, attention_mask: np.ndarray) -> np.n
     return (masked.max(axis=(0, 2)) + 1).astype(np.int32)
 
 
-def check_attention_mask(attention_mask, input_ids: np.ndarray) -> np.ndarray:
-    """The mask as int32 [B, T] (all ones when absent); ValueError on a shape mismatch."""
-    if attention_mask is None:
-        return np.ones(input_ids.shape, np.int32)
-    mask = np.asarray(attention_mask)
-    if mask.shape != input_ids.shape:
-        raise ValueError(f"attention_mask of shape {mask.shape} does not match input_ids of shape {input_ids.shape}")
-    return mask.astype(np.int32)
-
-
-def check_input_ids(input_ids) -> np.ndarray:
+def check_text_inputs(input_ids, attention_mask, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(input_ids [B, T] integer, attention_mask int32 [B, T], all ones when absent); ValueError naming
+    what is wrong (missing ids, shapes, ids outside the vocabulary)."""
     if input_ids is None:
         raise ValueError("input_ids is required")
     ids = np.asarray(input_ids)
     if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"input_ids must be an integer array [batch, seq], got {ids.dtype} of shape {ids.shape}")
-    return ids
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(f"input_ids outside the vocabulary [0, {vocab_size}): min {ids.min()}, max {ids.max()}")
+    if attention_mask is None:
+        return ids, np.ones(ids.shape, np.int32)
+    mask = np.asarray(attention_mask)
+    if mask.shape != ids.shape:
+        raise ValueError(f"attention_mask of shape {mask.shape} does not match input_ids of shape {ids.shape}")
+    return ids, mask.astype(np.int32)
 
 
 def reject_unknown(model_name: str, extra: dict[str, Any], accepted: tuple[str, ...]) -> None:

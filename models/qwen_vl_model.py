@@ -20,8 +20,7 @@ from models.decoder import TextModel
 from models.multimodal import (
     PreparedInputs,
     TwoStageForward,
-    check_attention_mask,
-    check_input_ids,
+    check_text_inputs,
     next_positions,
     place_visual,
     reject_unknown,
@@ -65,10 +64,7 @@ class QwenVLModel(TwoStageForward, nnx.Module):
         patch_capacity (patches the tower runs on), window_capacity (Qwen2.5-VL windows).
         """
         reject_unknown("QwenVLModel", extra, ACCEPTED_INPUTS)
-        ids = check_input_ids(input_ids)
-        mask = check_attention_mask(attention_mask, ids)
-        if ids.max(initial=0) >= self.config.text.vocab_size or ids.min(initial=0) < 0:
-            raise ValueError(f"input_ids outside the vocabulary [0, {self.config.text.vocab_size})")
+        ids, mask = check_text_inputs(input_ids, attention_mask, self.config.text.vocab_size)
         plan = plan_qwen_vl_inputs(
             self.config.vision,
             self.config.image_token_id,
