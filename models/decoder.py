@@ -10,8 +10,8 @@ composes (this module imports no pruning method):
     any (1-D or 3-D) position ids and a validity mask, so kept tokens keep their
     original positions;
   - at layer L: `run_layers(start, stop)` runs a slice of layers, and
-    `last_query_attention` scores keys from one query row per sample (never a
-    full attention matrix), after which the caller gathers the kept rows;
+    `last_query_and_keys` gives one query row per sample and the keys, for
+    scores without a full attention matrix; the caller then gathers kept rows;
   - in layers < L: `run_layers(..., mask=...)` takes any boolean [B, 1, T, S] mask
     and an optional additive bias (Hi-Lo's candidate merge).
 Layers run in a Python loop because shapes change at the removal layer.
@@ -161,25 +161,19 @@ def run_layers(
     return x, new_caches
 
 
-def last_query_attention(layer: DecoderLayer, x, rope, query_index, key_mask):
-    """Attention of one query row per sample over all keys, averaged over heads: [B, S] float32.
+def last_query_and_keys(layer: DecoderLayer, x, rope, query_index):
+    """The layer's query for one row per sample and its keys for every row (after RoPE).
 
-    x [B, S, D] is the layer's input; query_index int [B] picks the query row;
-    key_mask bool [B, S]. Costs B x S x D, not S x S (FastV's q_last . K^T).
+    x [B, S, D] is the layer's input; query_index int [B]. -> (q [B, H, hd],
+    k [B, S, Hkv, hd]). Scoring methods (FastV's q_last . K^T) need only this,
+    never the S x S attention matrix.
     """
     cos, sin = rope
     h = layer.input_layernorm(x)
-    rows = query_index[:, None]
-    take = lambda a: jnp.take_along_axis(a, rows.reshape(-1, 1, *([1] * (a.ndim - 2))), axis=1)
-    q = layer.self_attn.queries(take(h), take(cos), take(sin))[:, 0]  # [B, H, hd]
-    k, _ = layer.self_attn.keys_values(h, cos, sin)  # [B, S, Hkv, hd]
-    attn = layer.self_attn
-    q = q.reshape(q.shape[0], attn.num_kv_heads, attn.num_heads // attn.num_kv_heads, attn.head_dim)
-    logits = jnp.einsum("bgrd,bsgd->bgrs", q.astype(jnp.float32), k.astype(jnp.float32))
-    logits = logits * attn.head_dim**-0.5
-    logits = jnp.where(key_mask[:, None, None, :], logits, -jnp.inf)
-    probs = jax.nn.softmax(logits, axis=-1)
-    return probs.reshape(probs.shape[0], -1, probs.shape[-1]).mean(axis=1)
+    take = lambda a: jnp.take_along_axis(a, query_index.reshape(-1, 1, *([1] * (a.ndim - 2))), axis=1)
+    q = layer.self_attn.queries(take(h), take(cos), take(sin))[:, 0]
+    k, _ = layer.self_attn.keys_values(h, cos, sin)
+    return q, k
 
 
 class TextModel(nnx.Module):

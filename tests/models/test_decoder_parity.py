@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from models.config import TextConfig
-from models.decoder import KVCache, TextModel, causal_mask, last_query_attention, run_layers
+from jax_pruning.methods import fastv
+from models.decoder import KVCache, TextModel, causal_mask, last_query_and_keys, run_layers
 from models.params import load_flat_params
 from models.rope import rope_tables
 from tests.convert.reference import reference_text_params
@@ -173,7 +174,7 @@ def test_pruned_sequence_with_original_positions_equals_hf_on_the_same_subset():
     assert np.abs(got - want).max() <= TOL
 
 
-def test_last_query_attention_equals_hf_attention_row():
+def test_last_query_scores_equal_hf_attention_row():
     hf = hf_text_model("qwen2", seed=9)
     hf.config._attn_implementation = "eager"
     config = text_config("qwen2")
@@ -192,7 +193,8 @@ def test_last_query_attention_equals_hf_attention_row():
     rope = rope_tables(config, positions)
     h, _ = run_layers(ours, x, rope, causal_mask(positions, jnp.asarray(mask, bool)), stop=layer)
     key_mask = jnp.asarray(mask, bool) & (jnp.arange(11)[None] <= jnp.asarray(last)[:, None])
-    got = np.asarray(last_query_attention(ours.layers[layer], h, rope, jnp.asarray(last), key_mask))
+    q, k = last_query_and_keys(ours.layers[layer], h, rope, jnp.asarray(last))
+    got = np.stack([np.asarray(fastv.scores(q[b], k[b], key_mask[b])) for b in range(2)])
     np.testing.assert_allclose(got, want, atol=1e-5)
     np.testing.assert_allclose(got.sum(-1), 1.0, atol=1e-5)
 
