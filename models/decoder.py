@@ -85,14 +85,17 @@ class Attention(nnx.Module):
         return apply_rope(k, cos, sin), v
 
     def __call__(self, x, cos, sin, mask, cache: KVCache | None = None, write_index=None, bias=None):
-        """x [B, T, D]; mask bool [B, 1, T, S] (S = T without cache, else the cache capacity)."""
+        """x [B, T, D]; mask bool [B, 1, T, S]: S = T attends to these tokens' own keys (a prefill,
+        which also writes them into `cache` at write_index); S = cache capacity attends to the cache."""
         q = self.queries(x, cos, sin)
         k, v = self.keys_values(x, cos, sin)
         if cache is not None:
             start = (0, write_index, 0, 0)
-            k = jax.lax.dynamic_update_slice(cache.k, k.astype(cache.k.dtype), start)
-            v = jax.lax.dynamic_update_slice(cache.v, v.astype(cache.v.dtype), start)
-            cache = KVCache(k, v)
+            cache = KVCache(jax.lax.dynamic_update_slice(cache.k, k.astype(cache.k.dtype), start),
+                            jax.lax.dynamic_update_slice(cache.v, v.astype(cache.v.dtype), start))
+            if mask.shape[-1] == cache.k.shape[1]:  # decoding: attend over the whole cache
+                k, v = cache
+            # else a prefill writing its keys: the mask covers just these T keys
         out = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=self.head_dim**-0.5)
         return self.o_proj(out.reshape(*x.shape[:2], -1)), cache
 

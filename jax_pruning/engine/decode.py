@@ -1,0 +1,50 @@
+"""Greedy decoding over the pruned KV cache: one jitted loop, caches donated (updated in place).
+
+Generated token s sits at position next_position + s (decoding continues after
+the last original position, for 1-D and M-RoPE alike: text tokens carry the
+same position on all three M-RoPE axes) and in slot base + s of every segment.
+After EOS a sample keeps running (static shapes) but emits `pad_id`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jax_pruning.engine.prefill import TRACES, Segment
+from models.decoder import TextModel, run_layers
+from models.rope import rope_tables
+
+
+@functools.partial(nnx.jit, static_argnames=("layout", "max_new", "eos_ids", "pad_id"), donate_argnames="segments")
+def decode(model: TextModel, first_logits, segments: list[Segment], next_position, *, layout, max_new: int,
+           eos_ids: tuple[int, ...], pad_id: int):
+    """first_logits [B, V] (prefill) -> tokens int32 [B, max_new]."""
+    TRACES["decode"] += 1
+    batch = first_logits.shape[0]
+    eos = jnp.asarray(eos_ids if eos_ids else (-1,), jnp.int32)
+    token = jnp.argmax(first_logits, axis=-1).astype(jnp.int32)
+    done = jnp.isin(token, eos)
+    out = jnp.full((batch, max_new), pad_id, jnp.int32).at[:, 0].set(token)
+    mrope = model.text_config.uses_mrope
+
+    def step(s, carry):
+        segments, token, done, out = carry
+        x = model.embed(token[:, None])
+        pos = (next_position + s)[:, None]
+        rope = rope_tables(model.text_config, jnp.broadcast_to(pos, (3, batch, 1)) if mrope else pos)
+        new_segments = []
+        for (start, stop, base), seg in zip(layout, segments):
+            key_valid = seg.key_valid.at[:, base + s].set(True)
+            mask = key_valid[:, None, None, :]
+            x, caches = run_layers(model, x, rope, mask, start=start, stop=stop, caches=seg.caches,
+                                   write_index=base + s)
+            new_segments.append(Segment(caches, key_valid))
+        nxt = jnp.argmax(model.head(x)[:, 0], axis=-1).astype(jnp.int32)
+        out = out.at[:, s + 1].set(jnp.where(done, pad_id, nxt))
+        return new_segments, nxt, done | jnp.isin(nxt, eos), out
+
+    return jax.lax.fori_loop(0, max_new - 1, step, (segments, token, done, out))[3]

@@ -1,0 +1,104 @@
+"""Analytic FLOPs of a prefill: vision tower, projector/merger, every LLM layer with the tokens
+it really processes, the head (last position only) and the pruning op.
+
+Matmuls count 2·m·n·k; attention counts the dense n x n score and value
+products a fused kernel computes (no causal halving). Elementwise ops, norms
+and softmax are ignored (< 1% at real sizes). `static_llm_flops` counts the
+padded shapes the compiled prefill runs, for the cross-check against XLA's own
+cost analysis in the tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.visual_tokens import KIND_NEWLINE
+
+
+def llm_layer_flops(text, n: np.ndarray | int, keys: np.ndarray | int | None = None):
+    """One decoder layer over n query tokens attending `keys` tokens (default n)."""
+    keys = n if keys is None else keys
+    d, hd = text.hidden_size, text.head_dim
+    q_width, kv_width = text.num_attention_heads * hd, text.num_key_value_heads * hd
+    projections = 2 * n * d * (q_width + 2 * kv_width) + 2 * n * q_width * d
+    attention = 2 * 2 * np.multiply(n, keys) * q_width
+    mlp = 3 * 2 * n * d * text.intermediate_size
+    return projections + attention + mlp
+
+
+def head_flops(text, batch: int = 1):
+    return 2 * batch * text.hidden_size * text.vocab_size
+
+
+def _vit_flops(tokens: np.ndarray, hidden: int, intermediate: int, layers: int, gated: bool = False):
+    mlp = (3 if gated else 2) * 2 * tokens * hidden * intermediate
+    return layers * (2 * tokens * 4 * hidden * hidden + 4 * tokens * tokens * hidden + mlp)
+
+
+def vision_flops(config, tokens) -> tuple[np.ndarray, np.ndarray]:
+    """(tower, projector/merger) FLOPs per sample [B] from the visual tokens each sample holds."""
+    valid = np.asarray(tokens.valid)
+    content = (valid & (np.asarray(tokens.kind) != KIND_NEWLINE)).sum(axis=1)
+    text_width = config.text.hidden_size
+    v = config.vision
+    if config.model_type == "llava_next":
+        tower = v.tower
+        per_crop = tower.num_patches + 1
+        crops = np.ceil(content / tower.num_patches)  # base + tiles (tiles after unpad: an estimate)
+        depth = max(i % (tower.num_hidden_layers + 1) for i in v.resolved_feature_layers)
+        vit = crops * _vit_flops(per_crop, tower.hidden_size, tower.intermediate_size, depth)
+        projector = 2 * content * (v.projector_in_features * text_width + text_width * text_width)
+        return vit, projector
+    merge = v.spatial_merge_size ** 2
+    patches = content * merge
+    gated = config.model_type == "qwen2_5_vl"
+    vit = np.asarray([_vit_flops(p, v.hidden_size, v.intermediate_size, v.depth, gated) for p in patches], float)
+    merged_width = v.hidden_size * merge
+    merger = 2 * content * (merged_width * merged_width + merged_width * text_width)
+    return vit, merger
+
+
+def prune_flops(spec, n: np.ndarray, width: int, text) -> np.ndarray:
+    """The pruning op's own FLOPs per sample (graph products, matching, one FastV score row)."""
+    if spec is None or spec.name == "random":
+        return np.zeros_like(n, dtype=float)
+    graph = 2.0 * n * n * width
+    if spec.name == "mr_pruner":
+        return 3 * graph  # low graph, high graph, cross graph (upper bound)
+    if spec.name == "gprune":
+        return 2 * graph + 2.0 * spec.steps * n * n
+    if spec.name == "hilo":
+        return 2 * graph  # windowed graph + max-similarity to R (upper bounds)
+    if spec.name == "tome":
+        return graph  # halving steps: n^2/4 + n^2/16 + ... < n^2 / 3 matchings of width d
+    return 2.0 * n * text.num_attention_heads * text.head_dim  # fastv: one query row
+
+
+def prefill_flops(config, tokens, budgets, text_tokens: np.ndarray, mode: str, split: int, spec=None) -> dict:
+    """FLOPs of one generate call's prefill, per sample and in total (dict for `out.stats`)."""
+    t = config.text
+    seen = text_tokens + budgets.seen
+    first = seen + (budgets.candidates if mode == "hilo" else 0)
+    if mode == "fastv":
+        first = text_tokens + budgets.real + budgets.newlines
+    n_layers = t.num_hidden_layers
+    llm = split * llm_layer_flops(t, first) + (n_layers - split) * llm_layer_flops(t, seen) + head_flops(t)
+    tower, projector = vision_flops(config, tokens)
+    pruning = prune_flops(spec, (budgets.real + budgets.newlines).astype(float), t.hidden_size, t)
+    total = llm + tower + projector + pruning
+    return {
+        "prefill_flops": float(np.sum(total)),
+        "prefill_flops_per_sample": np.asarray(total, float),
+        "llm_flops": float(np.sum(llm)),
+        "vision_flops": float(np.sum(tower)),
+        "projector_flops": float(np.sum(projector)),
+        "prune_flops": float(np.sum(pruning)),
+        "llm_tokens_per_layer": (np.asarray(first), np.asarray(seen)),
+    }
+
+
+def static_llm_flops(text, batch: int, length0: int, length1: int, split: int) -> float:
+    """FLOPs of the compiled LLM prefill at its padded shapes (what XLA's cost analysis counts)."""
+    n_layers = text.num_hidden_layers
+    per_sample = split * llm_layer_flops(text, length0) + (n_layers - split) * llm_layer_flops(text, length1)
+    return float(batch * per_sample + head_flops(text, batch))

@@ -1,0 +1,186 @@
+"""Pruned prefill: the LLM runs over only what the method keeps, and fills a KV cache with it.
+
+A prefill has up to two segments of layers, each on its own compacted sequence
+(kept tokens first, in original order, with their original position ids):
+
+  mode "pre"   (pre-LLM pruning, or none): one segment, all layers, on text + kept visual.
+  mode "fastv" layers [0, L) on the full sequence; at layer L the last prompt
+               token's attention over the visual keys (one query row) picks the
+               top-k visual tokens; layers [L, N) run on text + those.
+  mode "hilo"  layers [0, L) on text + R + C under Hi-Lo's mask (text never sees
+               C; R sees the C of its image in both directions, + bias); at L the
+               candidates C leave the hidden states and, since no text query ever
+               attended them, every layer's cache too.
+
+Only the last prompt position's logits are computed. Decoding (decode.py) then
+continues over `Segment`s: a layer range, its caches, which slots hold keys,
+and the slot where generated token s goes (base + s; see `segment_layout`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jax_pruning.methods import fastv
+from models.decoder import KVCache, TextModel, causal_mask, last_query_and_keys, run_layers
+from models.rope import rope_tables
+
+TRACES = {"prefill": 0, "decode": 0}
+
+
+class Segment(NamedTuple):
+    """Consecutive layers that share a compacted sequence (the first generated token's slot,
+    `base`, is static and kept by the caller: see `segment_layout`)."""
+
+    caches: list  # KVCache per layer of the segment
+    key_valid: jax.Array  # bool [B, S]: slots holding real keys
+
+
+def segment_layout(mode: str, split: int, n_layers: int, length0: int, length1: int):
+    """[(start, stop, base slot)] of the segments `prefill` returns, in order."""
+    if mode == "pre":
+        return [(0, n_layers, length0)]
+    base0 = length0 if mode == "fastv" else length1
+    return [(0, split, base0), (split, n_layers, length1)]
+
+
+def compact(keep, length: int):
+    """keep bool [B, T] -> (index int32 [B, length] of kept rows first, in order; valid [B, length])."""
+    index = jnp.argsort(~keep, axis=1, stable=True)[:, :length].astype(jnp.int32)
+    return index, jnp.take_along_axis(keep, index, axis=1)
+
+
+def _take(a, index, axis):  # gather rows of a along `axis` per sample (batch axis just before it)
+    shape = [1] * a.ndim
+    shape[axis - 1], shape[axis] = index.shape
+    return jnp.take_along_axis(a, index.reshape(shape), axis=axis)
+
+
+def _take_positions(positions, index):  # [B, T] or [3, B, T]
+    return _take(positions, index, positions.ndim - 1)
+
+
+def _scatter_tokens(values, visual_index, visual_valid, length, fill):
+    """Per-slot values [B, Nv] -> per-token [B, T] (non-visual tokens get `fill`)."""
+    batch = values.shape[0]
+    out = jnp.full((batch, length), fill, values.dtype)
+    target = jnp.where(visual_valid, visual_index, length)
+    return out.at[jnp.arange(batch)[:, None], target].set(values, mode="drop")
+
+
+def _hilo_mask(valid, is_visual, is_cand, image, bias_value: float, merge: bool):
+    """Hi-Lo's layers < L: causal, text never attends C; R attends its image's C both ways (+ bias)."""
+    slots = jnp.broadcast_to(jnp.arange(valid.shape[1]), valid.shape)
+    mask = causal_mask(slots, valid)[:, 0]  # [B, T, T]
+    text_q = ~is_visual
+    mask = mask & ~(text_q[:, :, None] & is_cand[:, None, :])
+    bias = None
+    if merge:
+        retained_q = is_visual & ~is_cand
+        opened = retained_q[:, :, None] & is_cand[:, None, :] & (image[:, :, None] == image[:, None, :])
+        opened = opened & valid[:, None, :]
+        mask = mask | opened
+        if bias_value:
+            bias = jnp.where(opened, jnp.float32(bias_value), 0.0)[:, None]
+    return mask[:, None], bias
+
+
+def _empty_caches(model: TextModel, batch: int, capacity: int, count: int, dtype):
+    c = model.text_config
+    shape = (batch, capacity, c.num_key_value_heads, c.head_dim)
+    return [KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(count)]
+
+
+def _room(key_valid, max_new: int):  # [B, S] -> [B, S + max_new]: slots for the generated tokens
+    return jnp.pad(key_valid, ((0, 0), (0, max_new)))
+
+
+def _additions(additions, index):
+    return None if additions is None else _take(additions, index, 2)
+
+
+@functools.partial(
+    nnx.jit, static_argnames=("mode", "split", "length0", "length1", "max_new", "bias_value", "merge")
+)
+def prefill(
+    model: TextModel,
+    embeds,  # [B, T, D]
+    positions,  # [B, T] or [3, B, T]
+    mask,  # [B, T] (int or bool)
+    additions,  # [n, B, T, D] or None
+    visual_index,  # int32 [B, Nv]
+    visual_valid,  # bool [B, Nv]
+    visual_image,  # int32 [B, Nv]
+    keep_visual,  # bool [B, Nv]: visual slots that enter the LLM (R for Hi-Lo; all valid for fastv/none)
+    cand_visual,  # bool [B, Nv]: Hi-Lo candidates C
+    fastv_keep,  # int32 [B]: FastV's per-sample k
+    *,
+    mode: str,
+    split: int,
+    length0: int,
+    length1: int,
+    max_new: int,
+    bias_value: float = 0.0,
+    merge: bool = True,
+):
+    """-> (last-position logits float32 [B, V], [Segment, ...], slots seen per sample [B])."""
+    TRACES["prefill"] += 1
+    batch, length = embeds.shape[:2]
+    n_layers = model.text_config.num_hidden_layers
+    mask = mask.astype(bool)
+    is_visual = _scatter_tokens(visual_valid, visual_index, visual_valid, length, False)
+    entering = _scatter_tokens(keep_visual | cand_visual, visual_index, visual_valid, length, False)
+    is_cand = _scatter_tokens(cand_visual, visual_index, visual_valid, length, False)
+    image = _scatter_tokens(visual_image, visual_index, visual_valid, length, -1)
+
+    index0, valid0 = compact(mask & (~is_visual | entering), length0)
+    x = _take(embeds, index0, 1)
+    pos0 = _take_positions(positions, index0)
+    add0 = _additions(additions, index0)
+    vis0, cand0, image0 = (_take(a, index0, 1) & valid0 if a.dtype == bool else _take(a, index0, 1)
+                           for a in (is_visual, is_cand, image))
+    rope0 = rope_tables(model.text_config, pos0)
+    slots0 = jnp.broadcast_to(jnp.arange(length0), (batch, length0))
+    if mode == "hilo":
+        attn_mask, bias = _hilo_mask(valid0, vis0, cand0, image0, bias_value, merge)
+    else:
+        attn_mask, bias = causal_mask(slots0, valid0), None
+
+    segments = []
+    caches0 = _empty_caches(model, batch, length0 + max_new, split, embeds.dtype)
+    x, caches0 = run_layers(model, x, rope0, attn_mask, start=0, stop=split, caches=caches0, write_index=0,
+                            additions=add0, bias=bias)
+    if mode == "pre":
+        index1, valid1 = slots0, valid0
+    elif mode == "fastv":
+        last = jnp.sum(valid0, axis=1) - 1
+        q, k = last_query_and_keys(model.layers[split], x, rope0, last)
+        scores = jax.vmap(fastv.scores)(q, k, valid0)
+        chosen = jax.vmap(fastv.select)(scores, vis0, fastv_keep)
+        index1, valid1 = compact(valid0 & (~vis0 | chosen), length1)
+        segments.append(Segment(caches0, _room(valid0, max_new)))
+    else:  # hilo: candidates leave the hidden states and every cache
+        index1, valid1 = compact(valid0 & ~cand0, length1)
+        pad = lambda c: jnp.pad(_take(c, index1, 1), ((0, 0), (0, max_new), (0, 0), (0, 0)))
+        caches0 = [KVCache(pad(c.k), pad(c.v)) for c in caches0]
+        segments.append(Segment(caches0, _room(valid1, max_new)))
+    if mode != "pre":
+        x = _take(x, index1, 1)
+        rope1 = tuple(_take(r, index1, 1) for r in rope0)
+        add1 = _additions(add0, index1)
+        slots1 = jnp.broadcast_to(jnp.arange(length1), (batch, length1))
+        mask1 = causal_mask(slots1, valid1)
+    else:
+        rope1, add1, mask1 = rope0, add0, attn_mask
+    caches1 = _empty_caches(model, batch, length1 + max_new, n_layers - split, embeds.dtype)
+    x, caches1 = run_layers(model, x, rope1, mask1, start=split, caches=caches1, write_index=0, additions=add1)
+    segments.append(Segment(caches1, _room(valid1, max_new)))
+    last = jnp.sum(valid1, axis=1) - 1
+    logits = model.head(_take(x, last[:, None], 1))[:, 0]
+    visual_seen = jnp.sum(_take(vis0, index1, 1) & valid1, axis=1)
+    return logits, segments, visual_seen

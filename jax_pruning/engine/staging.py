@@ -1,0 +1,74 @@
+"""Host side of a generate call: bucketed capacities, then the model's own `prepare`.
+
+Everything that varies per batch (prompt length, visual tokens per sample,
+crops or patches, windows, images per sample) is rounded up to a bucket before
+the model's jitted `prepare` runs, so it compiles once per bucket.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jax_pruning.engine.buckets import bucket, pad_text_left
+
+REQUIRED = ("input_ids",)
+
+
+def llava_capacities(model, inputs: dict) -> dict:
+    from models.llava_layout import image_grid
+
+    ids = np.asarray(inputs["input_ids"])
+    visual = int((ids == model.config.image_token_id).sum(axis=1).max(initial=0))
+    caps = {"visual_capacity": bucket(visual, 16)}
+    if inputs.get("pixel_values") is not None:
+        sizes = np.asarray(inputs["image_sizes"]).reshape(-1, 2)
+        crops = sum(image_grid(tuple(hw), model.config.vision).num_crops for hw in sizes.tolist())
+        caps["crop_capacity"] = bucket(crops, 1)
+        caps["max_images"] = bucket(_max_images(ids, model.config.image_token_id), 1)
+    return caps
+
+
+def _max_images(ids: np.ndarray, image_token_id: int) -> int:
+    """Most images in one sample: runs of consecutive image tokens (one run per image)."""
+    is_image = ids == image_token_id
+    starts = is_image & ~np.pad(is_image, ((0, 0), (1, 0)))[:, :-1]
+    return int(starts.sum(axis=1).max(initial=1))
+
+
+def qwen_capacities(model, inputs: dict) -> dict:
+    from models.qwen_vision.layout import count_windows
+
+    ids = np.asarray(inputs["input_ids"])
+    config = model.config
+    visual = int((ids == config.image_token_id).sum(axis=1).max(initial=0))
+    caps = {"visual_capacity": bucket(visual, 16)}
+    if inputs.get("pixel_values") is not None:
+        grids = np.asarray(inputs["image_grid_thw"])
+        caps["patch_capacity"] = bucket(int(np.asarray(inputs["pixel_values"]).shape[0]), 16)
+        if getattr(config.vision, "window_size", None):
+            caps["window_capacity"] = bucket(count_windows(grids, config.vision), 1)
+        start = config.vision_start_token_id
+        per_sample = ((ids == start).sum(axis=1) if start is not None else np.ones(len(ids))).max(initial=1)
+        caps["max_images"] = bucket(int(per_sample), 1)
+    return caps
+
+
+def stage(model, inputs: dict, pad_id: int):
+    """Processor outputs -> (PreparedInputs at bucketed shapes, original batch size)."""
+    missing = [k for k in REQUIRED if k not in inputs]
+    if missing:
+        raise ValueError(f"generate: inputs lack {missing}; pass what the model's processor returns")
+    if not hasattr(model, "prepare"):
+        raise ValueError("generate: the model has no `prepare` (a multimodal model from models.load is needed)")
+    inputs = dict(inputs)
+    ids = np.asarray(inputs["input_ids"])
+    mask = np.asarray(inputs.get("attention_mask", np.ones_like(ids)))
+    inputs["input_ids"], inputs["attention_mask"] = pad_text_left(ids, mask, bucket(ids.shape[1], 16), pad_id)
+    if "mm_token_type_ids" in inputs:
+        extra = inputs["input_ids"].shape[1] - ids.shape[1]
+        inputs["mm_token_type_ids"] = np.pad(np.asarray(inputs["mm_token_type_ids"]), ((0, 0), (extra, 0)))
+    if model.config.model_type == "llava_next":
+        caps = llava_capacities(model, inputs)
+    else:
+        caps = qwen_capacities(model, inputs)
+    return model.prepare(**inputs, **caps)
