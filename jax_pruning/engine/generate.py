@@ -125,6 +125,8 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
     )
     jax.block_until_ready(logits)
     prefill_seconds = time.perf_counter() - start
+    # Keys each segment's cache holds per sample (read before decode takes the donated caches).
+    kv_cache_tokens = [np.asarray(seg.key_valid.sum(axis=1)) for seg in segments]
 
     start = time.perf_counter()
     layout = tuple(segment_layout(mode, split, n_layers, length0, length1))
@@ -145,6 +147,7 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
         "candidates": budgets.candidates,
         "sequence_slots": (length0, length1),
         "compiles": compile_count(),
+        "kv_cache_tokens": kv_cache_tokens,
         **flops_model.prefill_flops(config, vt, budgets, text, mode, split, pruner),
     }
     return GenerateOutput(tokens=tokens, visual_tokens=visual_seen, stats=stats)

@@ -104,10 +104,7 @@ def _additions(additions, index):
     return None if additions is None else _take(additions, index, 2)
 
 
-@functools.partial(
-    nnx.jit, static_argnames=("mode", "split", "length0", "length1", "max_new", "bias_value", "merge")
-)
-def prefill(
+def prefill_impl(
     model: TextModel,
     embeds,  # [B, T, D]
     positions,  # [B, T] or [3, B, T]
@@ -128,7 +125,10 @@ def prefill(
     bias_value: float = 0.0,
     merge: bool = True,
 ):
-    """-> (last-position logits float32 [B, V], [Segment, ...], slots seen per sample [B])."""
+    """-> (last-position logits float32 [B, V], [Segment, ...], visual tokens in the last segment [B]).
+
+    `prefill` is this function under `nnx.jit` (everything after `*` static).
+    """
     TRACES["prefill"] += 1
     batch, length = embeds.shape[:2]
     n_layers = model.text_config.num_hidden_layers
@@ -184,3 +184,7 @@ def prefill(
     logits = model.head(_take(x, last[:, None], 1))[:, 0]
     visual_seen = jnp.sum(_take(vis0, index1, 1) & valid1, axis=1)
     return logits, segments, visual_seen
+
+
+PREFILL_STATIC = ("mode", "split", "length0", "length1", "max_new", "bias_value", "merge")
+prefill = nnx.jit(prefill_impl, static_argnames=PREFILL_STATIC)

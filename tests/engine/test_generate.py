@@ -1,0 +1,104 @@
+"""jp.generate on tiny random models of all four families: HF parity, every method, budgets, caches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import jax_pruning as jp
+from jax_pruning.engine import generate
+from tests.engine import families as F
+
+torch.set_num_threads(1)
+NEW = 6
+MULTI_RES = ("mr_pruner", "gprune")
+METHODS = ("mr_pruner", "gprune", "tome", "random", "fastv", "hilo")
+OPTIONS = {"fastv": dict(layer=1), "hilo": dict(removal_layer=1)}
+
+
+def methods_for(family):
+    return METHODS if family == "llava_next" else tuple(m for m in METHODS if m not in MULTI_RES)
+
+
+@pytest.fixture(scope="module", params=F.FAMILIES)
+def family_setup(request, tmp_path_factory):
+    family = request.param
+    hf, model = F.build(family, tmp_path_factory.mktemp(family))
+    inputs = F.batch(family)
+    unpruned = generate(model, inputs, None, NEW, eos_token_id=[])
+    return family, hf, model, inputs, unpruned
+
+
+def test_unpruned_equals_hf_greedy_generation(family_setup):
+    family, hf, _, inputs, unpruned = family_setup
+    want = F.hf_generate(hf, inputs, NEW, pad_id=0)
+    np.testing.assert_array_equal(unpruned.tokens, want)
+    assert len(np.unique(want)) > 2, "the test model must produce varied tokens"
+    real = unpruned.stats["visual_tokens_before"]
+    np.testing.assert_array_equal(unpruned.visual_tokens, real)
+
+
+def test_keep_everything_equals_unpruned(family_setup):
+    family, _, model, inputs, unpruned = family_setup
+    for name in methods_for(family):
+        out = generate(model, inputs, jp.pruner(name, keep_ratio=1.0, **OPTIONS.get(name, {})), NEW,
+                       eos_token_id=[])
+        np.testing.assert_array_equal(out.tokens, unpruned.tokens, err_msg=name)
+
+
+def test_each_method_sees_its_budget_and_saves_flops(family_setup):
+    family, _, model, inputs, unpruned = family_setup
+    text = inputs["attention_mask"].sum(axis=1) - unpruned.stats["visual_tokens_before"]
+    for name in methods_for(family):
+        spec = jp.pruner(name, keep_ratio=0.3, **OPTIONS.get(name, {}))
+        out = generate(model, inputs, spec, NEW, eos_token_id=[])
+        seen = out.visual_tokens
+        before = out.stats["visual_tokens_before"]
+        assert (seen < before).all() and (seen > 0).all(), (name, seen, before)
+        if family != "llava_next":  # single resolution: keep_ratio of each sample's real tokens
+            np.testing.assert_array_equal(seen, np.floor(0.3 * before).astype(int), err_msg=name)
+        last_cache = out.stats["kv_cache_tokens"][-1]
+        np.testing.assert_array_equal(last_cache, text + seen, err_msg=f"{name}: KV cache != text + kept")
+        if name == "fastv":  # layers below K keep the full cache
+            np.testing.assert_array_equal(out.stats["kv_cache_tokens"][0], inputs["attention_mask"].sum(axis=1))
+        if name == "hilo":  # candidates left every layer's cache
+            np.testing.assert_array_equal(out.stats["kv_cache_tokens"][0], text + seen)
+            assert (out.stats["candidates"] > 0).all()
+        assert out.stats["llm_flops"] < 0.8 * unpruned.stats["llm_flops"], name
+        assert out.tokens.shape == (2, NEW)
+
+
+def test_single_resolution_models_refuse_multi_resolution_methods(family_setup):
+    family, _, model, inputs, _ = family_setup
+    if family == "llava_next":
+        return
+    for name in MULTI_RES:
+        with pytest.raises(ValueError, match="multi-resolution method"):
+            generate(model, inputs, jp.pruner(name, keep_ratio=0.5), 2)
+
+
+def test_eos_stops_and_pads_like_hf(family_setup):
+    family, hf, model, inputs, unpruned = family_setup
+    eos = int(unpruned.tokens[0, 2])
+    tensors = {k: torch.as_tensor(v) for k, v in inputs.items()}
+    with torch.no_grad():
+        want = hf.generate(**tensors, max_new_tokens=NEW, do_sample=False, pad_token_id=0, eos_token_id=eos)
+    want = want[:, inputs["input_ids"].shape[1]:].numpy()
+    got = generate(model, inputs, None, NEW, eos_token_id=eos, pad_token_id=0).tokens
+    np.testing.assert_array_equal(got[:, : want.shape[1]], want)
+    assert (got[:, want.shape[1]:] == 0).all()
+    first = int(np.argmax(got[0] == eos))
+    assert (got[0, first + 1:] == 0).all()
+
+
+def test_bad_arguments_are_named(family_setup):
+    _, _, model, inputs, _ = family_setup
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate(model, inputs, None, 0)
+    with pytest.raises(ValueError, match="inputs lack"):
+        generate(model, {"attention_mask": inputs["attention_mask"]}, None, 2)
+    with pytest.raises(ValueError, match="fastv: layer=9"):
+        generate(model, inputs, jp.pruner("fastv", keep_ratio=0.5, layer=9), 2)
+    with pytest.raises(ValueError, match="pruner must come from"):
+        generate(model, inputs, "hilo", 2)
