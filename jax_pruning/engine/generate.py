@@ -28,11 +28,16 @@ from jax_pruning.registry import PrunerSpec
 from models.multimodal import place_visual
 
 
+KEPT, DROPPED, CANDIDATE = 1, 0, 2
+
+
 @dataclasses.dataclass
 class GenerateOutput:
     tokens: np.ndarray  # int32 [B, max_new_tokens]
     visual_tokens: np.ndarray  # int32 [B]
     stats: dict
+    visual: object = None  # the model's VisualTokens map (grids, kinds, rows, cols) of this batch
+    visual_labels: np.ndarray | None = None  # int8 [B, Nv]: KEPT / DROPPED / CANDIDATE per visual slot
 
 
 def compile_count() -> dict[str, int]:
@@ -116,7 +121,7 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
         length1 = length0
 
     start = time.perf_counter()
-    logits, segments, visual_seen = prefill(
+    logits, segments, visual_seen, kept_tokens = prefill(
         lm, embeds, prepared.position_ids, prepared.attention_mask, prepared.layer_additions,
         jnp.asarray(vt.index), jnp.asarray(vt.valid), jnp.asarray(vt.image), keep, cand,
         jnp.asarray(budgets.keep), mode=mode, split=split, length0=length0, length1=length1,
@@ -136,6 +141,10 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
     decode_seconds = time.perf_counter() - start
 
     visual_seen = np.asarray(visual_seen).astype(np.int32)
+    index = np.asarray(vt.index)
+    kept = np.take_along_axis(np.asarray(kept_tokens), index, axis=1)
+    labels = np.where(kept, KEPT, np.where(np.asarray(cand), CANDIDATE, DROPPED)).astype(np.int8)
+    labels[~np.asarray(vt.valid)] = DROPPED
     stats = {
         "method": "none" if pruner is None else pruner.name,
         "keep_ratio": 1.0 if pruner is None else float(pruner.keep_ratio),
@@ -150,4 +159,4 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
         "kv_cache_tokens": kv_cache_tokens,
         **flops_model.prefill_flops(config, vt, budgets, text, mode, split, pruner),
     }
-    return GenerateOutput(tokens=tokens, visual_tokens=visual_seen, stats=stats)
+    return GenerateOutput(tokens=tokens, visual_tokens=visual_seen, stats=stats, visual=vt, visual_labels=labels)

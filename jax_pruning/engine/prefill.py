@@ -125,7 +125,8 @@ def prefill_impl(
     bias_value: float = 0.0,
     merge: bool = True,
 ):
-    """-> (last-position logits float32 [B, V], [Segment, ...], visual tokens in the last segment [B]).
+    """-> (last-position logits float32 [B, V], [Segment, ...], visual tokens in the last segment [B],
+    bool [B, T]: which original tokens the last layers saw).
 
     `prefill` is this function under `nnx.jit` (everything after `*` static).
     """
@@ -183,7 +184,9 @@ def prefill_impl(
     last = jnp.sum(valid1, axis=1) - 1
     logits = model.head(_take(x, last[:, None], 1))[:, 0]
     visual_seen = jnp.sum(_take(vis0, index1, 1) & valid1, axis=1)
-    return logits, segments, visual_seen
+    origin = jnp.where(valid1, _take(index0, index1, 1), length)  # original position of each last-segment slot
+    kept = jnp.zeros((batch, length), bool).at[jnp.arange(batch)[:, None], origin].set(True, mode="drop")
+    return logits, segments, visual_seen, kept
 
 
 PREFILL_STATIC = ("mode", "split", "length0", "length1", "max_new", "bias_value", "merge")

@@ -58,6 +58,9 @@ def test_each_method_sees_its_budget_and_saves_flops(family_setup):
         assert (seen < before).all() and (seen > 0).all(), (name, seen, before)
         if family != "llava_next":  # single resolution: keep_ratio of each sample's real tokens
             np.testing.assert_array_equal(seen, np.floor(0.3 * before).astype(int), err_msg=name)
+        labels = out.visual_labels
+        np.testing.assert_array_equal((labels == 1).sum(axis=1), seen, err_msg=name)
+        assert ((labels == 2).sum(axis=1) == (out.stats["candidates"] if name == "hilo" else 0)).all(), name
         last_cache = out.stats["kv_cache_tokens"][-1]
         np.testing.assert_array_equal(last_cache, text + seen, err_msg=f"{name}: KV cache != text + kept")
         if name == "fastv":  # layers below K keep the full cache
