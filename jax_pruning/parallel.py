@@ -38,20 +38,26 @@ def padded_batch_size(batch_size: int, mesh: Mesh) -> int:
 
 
 def shard_batch(tree: Any, mesh: Mesh, batch_size: int) -> Any:
-    """Split every array whose leading axis is `batch_size` over "data"; replicate the rest."""
+    """Split every array's batch axis over "data" (the leading axis, or the second for stacked
+    per-batch arrays such as M-RoPE ids [3, B, T] and deepstack [n, B, T, D]); replicate the rest."""
     if batch_size % mesh.devices.size:
         raise ValueError(
             f"batch size {batch_size} is not a multiple of the {mesh.devices.size} devices; "
             f"pad it to {padded_batch_size(batch_size, mesh)}"
         )
     split = NamedSharding(mesh, PartitionSpec("data"))
+    split_second = NamedSharding(mesh, PartitionSpec(None, "data"))
     whole = NamedSharding(mesh, PartitionSpec())
 
     def place(x):
         if not hasattr(x, "shape"):
             return x
-        batched = np.ndim(x) >= 1 and np.shape(x)[0] == batch_size
-        return jax.device_put(x, split if batched else whole)
+        shape = np.shape(x)
+        if len(shape) >= 1 and shape[0] == batch_size:
+            return jax.device_put(x, split)
+        if len(shape) >= 2 and shape[1] == batch_size:
+            return jax.device_put(x, split_second)
+        return jax.device_put(x, whole)
 
     return jax.tree.map(place, tree)
 

@@ -83,9 +83,23 @@ def _select(spec, prepared, budgets):
     return embeds, keep, cand
 
 
+def _place(mesh, lm, batch: int, arrays):
+    """Data parallelism: weights replicated, batched arrays split over the mesh's "data" axis."""
+    from flax import nnx
+
+    from jax_pruning.parallel import replicate, shard_batch
+
+    nnx.update(lm, replicate(nnx.state(lm), mesh))
+    return shard_batch(arrays, mesh, batch)
+
+
 def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_tokens: int = 16, *,
-             eos_token_id=None, pad_token_id: int | None = None) -> GenerateOutput:
-    """Pruned greedy generation for a batch of processor outputs (see the module docstring)."""
+             eos_token_id=None, pad_token_id: int | None = None, mesh=None) -> GenerateOutput:
+    """Pruned greedy generation for a batch of processor outputs (see the module docstring).
+
+    mesh: a `jax_pruning.parallel.data_mesh()`; the batch (a multiple of its device
+    count) is split over the devices, the LLM weights replicated.
+    """
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
         raise ValueError(f"generate: max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
     if pruner is not None and not isinstance(pruner, PrunerSpec):
@@ -120,11 +134,14 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
     if mode == "pre":
         length1 = length0
 
+    arrays = (embeds, prepared.position_ids, prepared.attention_mask, prepared.layer_additions,
+              jnp.asarray(vt.index), jnp.asarray(vt.valid), jnp.asarray(vt.image), keep, cand,
+              jnp.asarray(budgets.keep), prepared.next_position)
+    if mesh is not None:
+        arrays = _place(mesh, lm, mask.shape[0], arrays)
     start = time.perf_counter()
     logits, segments, visual_seen, kept_tokens = prefill(
-        lm, embeds, prepared.position_ids, prepared.attention_mask, prepared.layer_additions,
-        jnp.asarray(vt.index), jnp.asarray(vt.valid), jnp.asarray(vt.image), keep, cand,
-        jnp.asarray(budgets.keep), mode=mode, split=split, length0=length0, length1=length1,
+        lm, *arrays[:-1], mode=mode, split=split, length0=length0, length1=length1,
         max_new=int(max_new_tokens), bias_value=float(pruner.bias) if mode == "hilo" else 0.0,
         merge=bool(pruner.merge) if mode == "hilo" else True,
     )
@@ -135,7 +152,7 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
 
     start = time.perf_counter()
     layout = tuple(segment_layout(mode, split, n_layers, length0, length1))
-    tokens = decode(lm, logits, segments, prepared.next_position, layout=layout, max_new=int(max_new_tokens),
+    tokens = decode(lm, logits, segments, arrays[-1], layout=layout, max_new=int(max_new_tokens),
                     eos_ids=eos, pad_id=pad)
     tokens = np.asarray(tokens)
     decode_seconds = time.perf_counter() - start

@@ -30,7 +30,9 @@ _SCRIPT = textwrap.dedent(
 
     graphdef, state = nnx.split(model)
     state = replicate(state, mesh)
-    batch = shard_batch({"input_ids": ids, "attention_mask": mask, "table": np.arange(3)}, mesh, 8)
+    batch = shard_batch({"input_ids": ids, "attention_mask": mask, "table": np.arange(3),
+                         "mrope": np.zeros((3, 8, 6))}, mesh, 8)
+    assert batch["mrope"].sharding.spec == jax.sharding.PartitionSpec(None, "data")
     assert batch["input_ids"].sharding.spec == jax.sharding.PartitionSpec("data")
     assert batch["table"].sharding.spec == jax.sharding.PartitionSpec()
     assert len(batch["input_ids"].addressable_shards) == 8
@@ -52,11 +54,40 @@ _SCRIPT = textwrap.dedent(
     """
 )
 
+_GENERATE = textwrap.dedent(
+    """
+    import tempfile
+    import jax, numpy as np, torch
+    import jax_pruning as jp
+    from jax_pruning.parallel import data_mesh
+    from tests.engine import families as F
 
-def test_sharded_forward_equals_single_device():
+    torch.set_num_threads(1)
+    _, model = F.build("qwen2_vl", tempfile.mkdtemp())
+    one = F.batch("qwen2_vl", sizes=("square", "wide_2to1") * 4, words=("w1 w2", "w3 w4 w5 w6") * 4)
+    spec = jp.pruner("hilo", keep_ratio=0.3, removal_layer=1)
+    want = jp.generate(model, one, spec, 4)
+    got = jp.generate(model, one, spec, 4, mesh=data_mesh())
+    np.testing.assert_array_equal(got.tokens, want.tokens)
+    np.testing.assert_array_equal(got.visual_tokens, want.visual_tokens)
+    print("OK")
+    """
+)
+
+
+def _run(script: str):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    result = subprocess.run([sys.executable, "-c", _SCRIPT], cwd=REPO, env=env, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stdout.strip().endswith("OK")
+
+
+def test_sharded_generate_equals_single_device():
+    """A batch of 8 split over 8 devices (weights replicated) generates the same tokens."""
+    _run(_GENERATE)
+
+
+def test_sharded_forward_equals_single_device():
+    _run(_SCRIPT)
