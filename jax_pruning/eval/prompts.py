@@ -1,0 +1,47 @@
+"""The prompt of each task: question + the instruction the benchmark's usual protocol adds.
+
+The instructions are the ones LLaVA's evaluation uses (short answer for VQA,
+yes/no for POPE and MME, the option letter for multiple choice), so scores are
+comparable with published numbers. The chat template comes from the model's
+own processor files (`Processor.chat_prompt`).
+"""
+
+from __future__ import annotations
+
+SHORT_ANSWER = "Answer the question using a single word or phrase."
+YES_NO = "Please answer yes or no."
+LETTER = "Answer with the option's letter from the given choices directly."
+
+INSTRUCTIONS = {
+    "vqa": SHORT_ANSWER,
+    "exact_match": SHORT_ANSWER,
+    "pope": YES_NO,
+    "mme": YES_NO,
+    "multiple_choice": LETTER,
+}
+
+
+def letters(n: int) -> list[str]:
+    if not 1 <= n <= 26:
+        raise ValueError(f"multiple choice needs 1..26 choices, got {n}")
+    return [chr(ord("A") + i) for i in range(n)]
+
+
+def question_text(question: str, task: str, choices: list[str] | None = None) -> str:
+    """The user turn's text (no chat template)."""
+    if task not in INSTRUCTIONS:
+        raise ValueError(f"unknown task {task!r}; valid: {', '.join(INSTRUCTIONS)}")
+    question = question.strip()
+    if task in ("pope", "mme"):  # MME questions already end with the instruction: never say it twice
+        question = question.removesuffix(YES_NO).strip()
+    if task == "multiple_choice":
+        if not choices:
+            raise ValueError("a multiple-choice question needs its choices")
+        options = "\n".join(f"{letter}. {choice}" for letter, choice in zip(letters(len(choices)), choices))
+        question = f"{question}\n{options}"
+    return f"{question}\n{INSTRUCTIONS[task]}"
+
+
+def build_prompt(processor, question: str, task: str, choices: list[str] | None = None) -> str:
+    """The full prompt (chat template with one image) for `processor` (a jax_pruning Processor)."""
+    return processor.chat_prompt(question_text(question, task, choices))
