@@ -3,22 +3,132 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEFAULT_MODEL = ASSETS / "tiny_llava_next"
 
 
-def _not_yet(name: str):
-    def run(args: argparse.Namespace) -> int:
-        print(f"jaxprune {name}: not available yet (this subcommand arrives with the "
-              f"inference engine and evaluation harness).")
-        return 0
-    return run
+def _value(text: str):
+    """'3' -> 3, '0.5' -> 0.5, 'true' -> True, anything else stays a string."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _options(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--option expects key=value, got {pair!r}")
+        out[key] = _value(value)
+    return out
+
+
+def _pruners(methods: list[str], keeps: list[float], options: dict) -> list:
+    import jax_pruning as jp
+
+    out = []
+    for method in methods:
+        if method in ("none", "unpruned"):
+            out.append(None)
+            continue
+        for keep in keeps:
+            out.append(jp.pruner(method, keep_ratio=keep, **options))
+    return out
+
+
+def _load(path: str, dtype: str | None):
+    import models
+    from jax_pruning.processing import Processor
+
+    return models.load(path, dtype), Processor.from_folder(path)
 
 
 def _convert(args: argparse.Namespace) -> int:
     from convert import convert_checkpoint
 
-    convert_checkpoint(args.hf_dir, args.out_dir, dtype=args.dtype)
+    convert_checkpoint(args.hf_dir, args.out_dir, dtype=args.dtype, overwrite=args.overwrite)
     return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    import jax_pruning as jp
+
+    model, processor = _load(args.model, args.dtype)
+    images = [Image.open(args.image).convert("RGB")] if args.image else []
+    prompt = processor.chat_prompt(args.prompt, with_image=bool(images))
+    inputs = processor(images or None, [prompt])
+    spec = None if args.method in (None, "none") else jp.pruner(args.method, keep_ratio=args.keep,
+                                                                 **_options(args.option))
+    out = jp.generate(model, inputs, spec, args.max_new_tokens)
+    answer = processor.tokenizer.decode(out.tokens[0], skip_special_tokens=True).strip()
+    print(answer)
+    s = out.stats
+    print(f"[{s['method']} keep={s['keep_ratio']}] visual tokens {int(s['visual_tokens_before'][0])} -> "
+          f"{int(out.visual_tokens[0])}; prefill {s['prefill_seconds'] * 1000:.1f} ms "
+          f"({s['prefill_flops'] / 1e9:.2f} GFLOP)", file=sys.stderr)
+    if args.show_kept and images:
+        from jax_pruning.eval.overlay import save_kept_overlay
+
+        save_kept_overlay(args.show_kept, images[0], out, sample=0)
+        print(f"kept-token overlay written to {args.show_kept}", file=sys.stderr)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from jax_pruning.eval import open_dataset, sweep
+
+    model, processor = _load(args.model, args.dtype)
+    dataset = open_dataset(args.data, split=args.split, limit=args.limit)
+    mesh = None
+    if args.data_parallel:
+        from jax_pruning.parallel import data_mesh
+
+        mesh = data_mesh()
+    summaries = sweep(model, processor, dataset, pruners=_pruners(args.method, args.keep, _options(args.option)),
+                      out_dir=args.out, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                      resume=args.resume, mesh=mesh)
+    print(f"{len(summaries)} runs written under {args.out}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from jax_pruning.bench import format_table, run_bench, synthetic_batch
+
+    model, processor = _load(args.model, args.dtype)
+    inputs = synthetic_batch(processor, args.batch_size, args.image_size)
+    rows = run_bench(model, inputs, _pruners(args.method, args.keep, _options(args.option)), args.repeats)
+    print(format_table(rows))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from jax_pruning.demo import run_demo
+
+    return run_demo(args.out, limit=args.limit)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=str(DEFAULT_MODEL),
+                   help="HF checkpoint folder or converted folder (default: the embedded tiny LLaVA-NeXT)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None)
+
+
+def _method_args(p: argparse.ArgumentParser, default_methods: list[str]) -> None:
+    p.add_argument("--method", nargs="+", default=default_methods,
+                   help="pruning methods (none, mr_pruner, hilo, fastv, gprune, tome, random)")
+    p.add_argument("--keep", nargs="+", type=float, default=[0.25], help="keep ratios")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method option")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,21 +139,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("hf_dir", help="folder with config.json and *.safetensors")
     p.add_argument("out_dir", help="output folder (written atomically)")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=_convert)
 
-    for name, text in [
-        ("generate", "pruned greedy generation for one prompt and image"),
-        ("eval", "batched, sharded evaluation of pruning methods on a dataset"),
-        ("bench", "speed benchmarks: pruned vs unpruned, ours vs HF PyTorch"),
-        ("demo", "run the main job on the embedded default model and data"),
-    ]:
-        sub.add_parser(name, help=text).set_defaults(run=_not_yet(name))
+    p = sub.add_parser("generate", help="pruned greedy generation for one prompt (and images)")
+    _model_args(p)
+    p.add_argument("--image", default=None, help="image file")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--method", default=None, help="pruning method (default: none)")
+    p.add_argument("--keep", type=float, default=0.25)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--show-kept", metavar="PNG", help="write a kept-token overlay of the first image")
+    p.set_defaults(run=_generate)
+
+    p = sub.add_parser("eval", help="batched, resumable evaluation of pruning methods on a dataset")
+    _model_args(p)
+    p.add_argument("--data", default="easy-vqa", help="easy-vqa, a JSONL file, or a parquet file/folder")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, default=None, help="first N samples only")
+    _method_args(p, ["none", "mr_pruner", "hilo"])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=8)
+    p.add_argument("--out", default="results")
+    p.add_argument("--resume", action="store_true", help="skip samples already in predictions.jsonl")
+    p.add_argument("--data-parallel", action="store_true", help="split batches over all devices")
+    p.set_defaults(run=_eval)
+
+    p = sub.add_parser("bench", help="pruned vs unpruned prefill latency on synthetic images")
+    _model_args(p)
+    _method_args(p, ["mr_pruner", "hilo", "fastv"])
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=5)
+    p.set_defaults(run=_bench)
+
+    p = sub.add_parser("demo", help="the main job on the embedded default model and easy-VQA")
+    p.add_argument("--out", default="jaxprune-demo", help="folder for the table, predictions and plots")
+    p.add_argument("--limit", type=int, default=200, help="easy-VQA test questions per run")
+    p.set_defaults(run=_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"jaxprune {args.command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

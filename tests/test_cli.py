@@ -40,3 +40,44 @@ def test_unknown_subcommand_fails_with_usage():
 def test_demo_runs_with_no_arguments():
     result = _run("demo", timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """A tiny random LLaVA-NeXT with its processor files, and a test image."""
+    from tests.engine import families as F
+    from tests.models import llava_tiny as lt
+
+    folder = tmp_path_factory.mktemp("tiny_llava")
+    F.build("llava_next", folder)
+    lt.processor().save_pretrained(folder)
+    image = folder / "image.png"
+    lt.test_images(("square",))[0].save(image)
+    return folder, image
+
+
+def test_generate_prints_an_answer_and_the_pruning(tiny_folder):
+    folder, image = tiny_folder
+    result = _run("generate", "--model", str(folder), "--image", str(image), "--prompt", "w1 w2",
+                  "--method", "hilo", "--keep", "0.25", "--option", "removal_layer=1", "--max-new-tokens", "3",
+                  timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip(), "no answer printed"
+    assert "[hilo keep=0.25] visual tokens" in result.stderr
+
+
+def test_bench_prints_a_side_by_side_table(tiny_folder):
+    folder, _ = tiny_folder
+    result = _run("bench", "--model", str(folder), "--method", "mr_pruner", "--keep", "0.1", "--repeats", "1",
+                  "--batch-size", "2", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert lines[0].startswith("| method") and len(lines) == 3  # header, none, mr_pruner
+    assert "| mr_pruner | 0.10 |" in result.stdout
+
+
+def test_bad_method_is_a_clear_error(tiny_folder):
+    folder, image = tiny_folder
+    result = _run("generate", "--model", str(folder), "--image", str(image), "--prompt", "w1",
+                  "--method", "nope", timeout=300)
+    assert result.returncode == 2 and "unknown pruning method 'nope'" in result.stderr
