@@ -1,0 +1,167 @@
+"""Train a tiny LLaVA-NeXT or Qwen2-VL on easy-VQA (PyTorch, CPU) and save it as a Hub-style folder.
+
+    python -m benchmarks.tiny_models.train llava_next jax_pruning/assets/tiny_llava_next
+
+Inputs are built by `jax_pruning.processing.Processor` from the folder being
+written (its tokenizer / processor files are saved first), so training sees
+exactly the prompts the JAX side will build. Left padding throughout, with
+positions counted from the first real token (what HF `generate` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.tiny_models.configs import TinySizes, build
+from benchmarks.tiny_models.data import answer_mask, conversation, grouped_by_image, load_image
+from benchmarks.tiny_models.tokenizer import generation_prompt_ids
+
+FAMILIES = ("llava_next", "qwen2_vl")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int = 6
+    batch_images: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05
+    grad_clip: float = 1.0
+    seed: int = 0
+    max_images: int | None = None  # None: the whole training split (4000 images)
+
+
+def model_class(family: str):
+    from transformers import LlavaNextForConditionalGeneration, Qwen2VLForConditionalGeneration
+
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    return LlavaNextForConditionalGeneration if family == "llava_next" else Qwen2VLForConditionalGeneration
+
+
+def to_model_inputs(batch: dict, family: str) -> dict:
+    """Processor output (NumPy) -> torch kwargs of the HF forward."""
+    inputs = {k: torch.as_tensor(v) for k, v in batch.items() if k != "images_per_sample"}
+    if family == "llava_next":  # Qwen computes M-RoPE positions from the mask itself
+        inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    return inputs
+
+
+def answer_loss(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor):
+    """Mean cross-entropy of the answer tokens (logits at t-1 predict token t); also token accuracy."""
+    pred, target, keep = logits[:, :-1], input_ids[:, 1:], mask[:, 1:]  # [B, T-1, V], [B, T-1]
+    chosen, wanted = pred[keep], target[keep]  # [N, V], [N]
+    loss = torch.nn.functional.cross_entropy(chosen, wanted)
+    return loss, (chosen.argmax(-1) == wanted).float().mean()
+
+
+def lr_at(step: int, total: int, recipe: Recipe) -> float:
+    warm = max(1, int(total * recipe.warmup_fraction))
+    if step < warm:
+        return recipe.lr * (step + 1) / warm
+    return recipe.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+def save_processing_files(out_dir: Path, config, saveables) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(out_dir)
+    for obj in saveables:
+        obj.save_pretrained(out_dir)
+
+
+def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = TinySizes(), log_every: int = 25,
+          max_steps: int | None = None) -> dict:
+    """Train from scratch and save weights + tokenizer/processor files into `out_dir`. -> run stats."""
+    from jax_pruning.processing import Processor
+
+    out_dir = Path(out_dir)
+    torch.manual_seed(recipe.seed)
+    config, tokenizer, saveables = build(family, sizes)
+    save_processing_files(out_dir, config, saveables)
+    processor = Processor.from_folder(out_dir)
+    prompt_ids, eos_id = generation_prompt_ids(processor.tokenizer), processor.tokenizer.eos_token_id
+    model = model_class(family)(config).float().train()
+
+    samples = grouped_by_image("train")[: recipe.max_images]
+    steps_per_epoch = math.ceil(len(samples) / recipe.batch_images)
+    total = steps_per_epoch * recipe.epochs if max_steps is None else min(max_steps, steps_per_epoch * recipe.epochs)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=recipe.lr, betas=(0.9, 0.98),
+    )
+    rng = np.random.default_rng(recipe.seed)
+    log, step, start = [], 0, time.perf_counter()
+    running = []
+    while step < total:
+        for first in range(0, len(samples), recipe.batch_images):
+            if first == 0:
+                order = rng.permutation(len(samples))
+            if step >= total:
+                break
+            chosen = [samples[i] for i in order[first:first + recipe.batch_images]]
+            texts = []
+            for s in chosen:  # a fresh question order every time, so no answer always sits at turn 1
+                perm = rng.permutation(len(s.questions))
+                texts.append(processor.tokenizer.apply_chat_template(
+                    conversation([s.questions[j] for j in perm], [s.answers[j] for j in perm]), tokenize=False))
+            batch = processor([load_image(s.path) for s in chosen], texts)
+            mask = torch.as_tensor(answer_mask(batch["input_ids"], prompt_ids, eos_id) & (batch["attention_mask"] > 0))
+            inputs = to_model_inputs(batch, family)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total, recipe)
+            loss, accuracy = answer_loss(model(**inputs).logits, inputs["input_ids"], mask)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            optimizer.step()
+            running.append((loss.item(), accuracy.item()))
+            step += 1
+            if step % log_every == 0 or step == total:
+                mean_loss, mean_acc = np.mean(running, axis=0)
+                running = []
+                entry = dict(step=step, epoch=round(step / steps_per_epoch, 2), loss=round(float(mean_loss), 4),
+                             token_accuracy=round(float(mean_acc), 4), wall_s=round(time.perf_counter() - start, 1))
+                log.append(entry)
+                print(json.dumps(entry), flush=True)
+    wall = time.perf_counter() - start
+    model.eval().save_pretrained(out_dir)
+    for obj in saveables:  # save_pretrained of the model rewrites config.json only
+        obj.save_pretrained(out_dir)
+    return dict(family=family, recipe=asdict(recipe), sizes=asdict(sizes), steps=step, train_wall_s=round(wall, 1),
+                threads=torch.get_num_threads(), params=sum(p.numel() for p in model.parameters()),
+                train_images=len(samples), log=log)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("family", choices=FAMILIES)
+    parser.add_argument("out_dir")
+    parser.add_argument("--epochs", type=int, default=Recipe.epochs)
+    parser.add_argument("--batch-images", type=int, default=Recipe.batch_images)
+    parser.add_argument("--lr", type=float, default=Recipe.lr)
+    parser.add_argument("--seed", type=int, default=Recipe.seed)
+    parser.add_argument("--max-images", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--log", default=None, help="write the run stats (JSON) here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    recipe = Recipe(epochs=args.epochs, batch_images=args.batch_images, lr=args.lr, seed=args.seed,
+                    max_images=args.max_images)
+    stats = train(args.family, args.out_dir, recipe)
+    print(json.dumps({k: v for k, v in stats.items() if k != "log"}))
+    if args.log:
+        Path(args.log).write_text(json.dumps(stats, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
