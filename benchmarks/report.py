@@ -1,0 +1,172 @@
+"""Benchmark results: JSON + Markdown under results/<machine>/, and the README performance table.
+
+    python benchmarks/report.py [results/amd-epyc-2c]   # prints the README table
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from machine import describe  # noqa: E402
+
+
+def loadavg() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write(name: str, payload: dict, render, out: Path | None = None) -> Path:
+    """Write <out>/<name>.json and .md (out defaults to results/<machine slug>); returns the folder."""
+    payload["machine"] = describe()
+    folder = Path(out) if out is not None else HERE / "results" / payload["machine"]["slug"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(_plain(payload), indent=1))
+    (folder / f"{name}.md").write_text(render(payload))
+    return folder
+
+
+def _header(payload: dict, title: str) -> list[str]:
+    m, s = payload["machine"], payload["settings"]
+    gpu = f", GPU: {', '.join(m['gpus'])}" if m["gpus"] else " (CPU only)"
+    return [f"# {title} on {m['cpu']}, {m['cores']} cores{gpu}", "",
+            f"Load average (1/5/15 min) at start {s['load_start']}, at end {s['load_end']} (shared machine); "
+            f"jax {s.get('jax', '?')}, torch {s.get('torch', '?')}, float32, random weights.", ""]
+
+
+def prefill_markdown(payload: dict) -> str:
+    s = payload["settings"]
+    lines = _header(payload, "Prefill benchmark")
+    lines += [f"Batch 1, max_new_tokens=1, {s['repeats']} alternating rounds after a compiling first call; "
+              f"medians. torch threads {s['torch_threads']}. `speed-up / bound`: measured speed-up divided by "
+              "the analytic FLOP ratio (1.0 = all of the FLOP saving shows up as time).", ""]
+    for p in payload["presets"]:
+        lines += [f"## {p['preset']} (prompt {p['prompt_tokens']} tokens incl. image tokens)", "",
+                  "| config | visual tokens seen | prefill ms | prune ms | prune share | vision ms | first call ms "
+                  "| LLM speed-up | LLM FLOP bound | ratio | e2e speed-up | e2e FLOP bound | ratio | peak RSS MB "
+                  "| KV MB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in p["rows"]:
+            lines.append(
+                f"| {r['config']} | {r['visual_tokens_seen']:.0f} / {r['visual_tokens_before']} | "
+                f"{r['prefill_ms']:.1f} | {r['prune_ms']:.1f} | {100 * r['prune_share']:.1f}% | "
+                f"{r['prepare_ms']:.0f} | {r['first_call_ms']:.0f} | {r['speedup_llm']:.2f}x | "
+                f"{r['flop_bound_llm']:.2f}x | {r['speedup_over_bound_llm']:.2f} | {r['speedup_e2e']:.2f}x | "
+                f"{r['flop_bound_e2e']:.2f}x | {r['speedup_over_bound_e2e']:.2f} | {r['peak_rss_mb']:.0f} | "
+                f"{r['kv_cache_mb']:.2f} |")
+        if p["hf"]:
+            lines += ["", "| vs HF PyTorch (same weights, sdpa) | tokens | ours ms | HF ms | ours / HF |",
+                      "|---|---:|---:|---:|---:|"]
+            for h in p["hf"]:
+                lines.append(f"| {h['comparison']} | {h.get('tokens', '')} | {h['ours_ms']:.1f} | "
+                             f"{h['hf_ms']:.1f} | {h['ours_over_hf']:.2f} |")
+        lines.append("")
+    lines += ["## Real model shapes: analytic prefill FLOP bounds (abstract models, nothing allocated)", "",
+              "| model | params | visual tokens | vision count | keep | tokens seen | FLOP bound | vision share |",
+              "|---|---:|---:|---|---:|---:|---:|---:|"]
+    for b in payload.get("real_flop_bounds", []):
+        for r in b["rows"]:
+            share = r.get("vision_share_of_unpruned")
+            lines.append(f"| {b['preset']} | {b['parameters'] / 1e9:.2f} B | {b['visual_tokens']} | "
+                         f"{r['vision_count']} | {r['keep_ratio']} | {r['visual_tokens_seen']} | "
+                         f"{r['flop_bound']:.2f}x | {'' if share is None else f'{100 * share:.1f}%'} |")
+    lines += ["", f"Keep 0 = the cap (no visual token left). Text tokens: {payload['real_flop_bounds'][0]['text_tokens']}"
+              " per prompt." if payload.get("real_flop_bounds") else "", "",
+              "Produced by `python benchmarks/prefill.py`; raw times in prefill.json.", ""]
+    return "\n".join(lines)
+
+
+def throughput_markdown(payload: dict) -> str:
+    s = payload["settings"]
+    lines = _header(payload, "Throughput benchmark")
+    lines += [f"VQA-like: one image + {s['prompt_words']}-word prompt, {s['max_new_tokens']} new tokens, batch "
+              f"{s['batch']}; {s['repeats']} alternating rounds after a compiling call; medians.", ""]
+    for p in payload["presets"]:
+        lines += [f"## {p['preset']}", "", "| config | samples/s | speed-up | batch s | compiles (first call) "
+                  "| compiles (timed calls) |", "|---|---:|---:|---:|---:|---:|"]
+        for r in p["rows"]:
+            lines.append(f"| {r['config']} | {r['samples_per_second']:.2f} | {r['speedup']:.2f}x | "
+                         f"{r['batch_seconds']:.2f} | {r['compiles_first_call']} | {r['compiles_timed']} |")
+        lines.append("")
+    lines += ["Produced by `python benchmarks/throughput.py`.", ""]
+    return "\n".join(lines)
+
+
+def conversion_markdown(payload: dict) -> str:
+    r = payload["result"]
+    lines = _header(payload, "Conversion benchmark")
+    lines += ["| checkpoint GiB | largest tensor MiB | seconds | GiB/s | peak RSS over baseline MiB | "
+              "peak / checkpoint |", "|---:|---:|---:|---:|---:|---:|",
+              f"| {r['checkpoint_bytes'] / 2**30:.2f} | {r['largest_tensor_bytes'] / 2**20:.0f} | "
+              f"{r['seconds']:.1f} | {r['checkpoint_bytes'] / 2**30 / r['seconds']:.2f} | "
+              f"{r['peak_over_baseline_bytes'] / 2**20:.0f} | {r['peak_over_baseline_bytes'] / r['checkpoint_bytes']:.2f} |",
+              "", "Produced by `python benchmarks/conversion.py` (float32 sharded safetensors -> our format, "
+              "in a fresh subprocess).", ""]
+    return "\n".join(lines)
+
+
+def readme_table(folder: Path) -> str:
+    """The README performance table: keep-0.1 prefill rows, HF ratios, throughput, conversion."""
+    folder = Path(folder)
+    lines = ["| preset | measure | value | target |", "|---|---|---:|---|"]
+    prefill = folder / "prefill.json"
+    if prefill.is_file():
+        data = json.loads(prefill.read_text())
+        for p in data["presets"]:
+            for r in p["rows"]:
+                if r["keep_ratio"] == 0.1:
+                    lines.append(f"| {p['preset']} | {r['method']} keep 0.1: LLM prefill speed-up (FLOP bound) | "
+                                 f"{r['speedup_llm']:.2f}x ({r['flop_bound_llm']:.2f}x) = "
+                                 f"{r['speedup_over_bound_llm']:.2f} of bound; prune share "
+                                 f"{100 * r['prune_share']:.1f}% | >= 0.9 of bound; <= 1% |")
+            for h in p["hf"]:
+                lines.append(f"| {p['preset']} | ours / HF PyTorch, {h['comparison']} | {h['ours_over_hf']:.2f} | "
+                             "<= 0.67 |")
+        for b in data.get("real_flop_bounds", []):
+            for r in b["rows"]:
+                if r["keep_ratio"] in (0.1, 0.0):
+                    what = "cap" if r["keep_ratio"] == 0.0 else "keep 0.1"
+                    lines.append(f"| {b['preset']} (analytic) | FLOP bound {what} ({r['vision_count']}) | "
+                                 f"{r['flop_bound']:.2f}x | |")
+    throughput = folder / "throughput.json"
+    if throughput.is_file():
+        data = json.loads(throughput.read_text())
+        for p in data["presets"]:
+            for r in p["rows"]:
+                lines.append(f"| {p['preset']} | throughput {r['config']} (batch {data['settings']['batch']}) | "
+                             f"{r['samples_per_second']:.2f} samples/s ({r['speedup']:.2f}x) | |")
+    conversion = folder / "conversion.json"
+    if conversion.is_file():
+        r = json.loads(conversion.read_text())["result"]
+        lines.append(f"| conversion | {r['checkpoint_bytes'] / 2**30:.2f} GiB in {r['seconds']:.1f} s, peak RSS "
+                     f"{r['peak_over_baseline_bytes'] / 2**20:.0f} MiB over baseline | | streaming |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> str:
+    args = sys.argv[1:] if argv is None else argv
+    folder = Path(args[0]) if args else HERE / "results" / describe()["slug"]
+    table = readme_table(folder)
+    print(table)
+    return table
+
+
+if __name__ == "__main__":
+    main()
