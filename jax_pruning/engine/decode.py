@@ -22,7 +22,11 @@ from models.rope import rope_tables
 @functools.partial(nnx.jit, static_argnames=("layout", "max_new", "eos_ids", "pad_id"), donate_argnames="segments")
 def decode(model: TextModel, first_logits, segments: list[Segment], next_position, *, layout, max_new: int,
            eos_ids: tuple[int, ...], pad_id: int):
-    """first_logits [B, V] (prefill) -> tokens int32 [B, max_new]."""
+    """first_logits [B, V] (prefill) -> (tokens int32 [B, max_new], final segments).
+
+    The segments are returned so that the donated cache buffers alias the outputs:
+    XLA then updates the caches in place instead of copying them (callers may drop them).
+    """
     TRACES["decode"] += 1
     batch = first_logits.shape[0]
     eos = jnp.asarray(eos_ids if eos_ids else (-1,), jnp.int32)
@@ -47,4 +51,5 @@ def decode(model: TextModel, first_logits, segments: list[Segment], next_positio
         out = out.at[:, s + 1].set(jnp.where(done, pad_id, nxt))
         return new_segments, nxt, done | jnp.isin(nxt, eos), out
 
-    return jax.lax.fori_loop(0, max_new - 1, step, (segments, token, done, out))[3]
+    segments, _, _, out = jax.lax.fori_loop(0, max_new - 1, step, (segments, token, done, out))
+    return out, segments

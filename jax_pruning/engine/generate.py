@@ -26,6 +26,7 @@ from jax_pruning.engine.select import global_rows, select_masks, tome_merge
 from jax_pruning.engine.staging import stage
 from jax_pruning.registry import PrunerSpec
 from models.multimodal import place_visual
+from models.visual_tokens import KIND_NEWLINE
 
 
 KEPT, DROPPED, CANDIDATE = 1, 0, 2
@@ -136,6 +137,7 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
 
     arrays = (embeds, prepared.position_ids, prepared.attention_mask, prepared.layer_additions,
               jnp.asarray(vt.index), jnp.asarray(vt.valid), jnp.asarray(vt.image), keep, cand,
+              jnp.asarray(np.asarray(vt.valid) & (np.asarray(vt.kind) == KIND_NEWLINE)),
               jnp.asarray(budgets.keep), prepared.next_position)
     if mesh is not None:
         arrays = _place(mesh, lm, mask.shape[0], arrays)
@@ -152,8 +154,8 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
 
     start = time.perf_counter()
     layout = tuple(segment_layout(mode, split, n_layers, length0, length1))
-    tokens = decode(lm, logits, segments, arrays[-1], layout=layout, max_new=int(max_new_tokens),
-                    eos_ids=eos, pad_id=pad)
+    tokens, _ = decode(lm, logits, segments, arrays[-1], layout=layout, max_new=int(max_new_tokens),
+                       eos_ids=eos, pad_id=pad)
     tokens = np.asarray(tokens)
     decode_seconds = time.perf_counter() - start
 
@@ -171,6 +173,7 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
         "decode_seconds": decode_seconds,
         "visual_tokens_before": budgets.real + budgets.newlines,
         "candidates": budgets.candidates,
+        "newlines": budgets.newlines,
         "sequence_slots": (length0, length1),
         "compiles": compile_count(),
         "kv_cache_tokens": kv_cache_tokens,

@@ -115,7 +115,8 @@ def prefill_impl(
     visual_image,  # int32 [B, Nv]
     keep_visual,  # bool [B, Nv]: visual slots that enter the LLM (R for Hi-Lo; all valid for fastv/none)
     cand_visual,  # bool [B, Nv]: Hi-Lo candidates C
-    fastv_keep,  # int32 [B]: FastV's per-sample k
+    fixed_visual,  # bool [B, Nv]: slots FastV keeps without scoring them (LLaVA-NeXT newlines)
+    fastv_keep,  # int32 [B]: FastV's per-sample k (fixed slots not counted)
     *,
     mode: str,
     split: int,
@@ -137,14 +138,15 @@ def prefill_impl(
     is_visual = _scatter_tokens(visual_valid, visual_index, visual_valid, length, False)
     entering = _scatter_tokens(keep_visual | cand_visual, visual_index, visual_valid, length, False)
     is_cand = _scatter_tokens(cand_visual, visual_index, visual_valid, length, False)
+    is_fixed = _scatter_tokens(fixed_visual, visual_index, visual_valid, length, False)
     image = _scatter_tokens(visual_image, visual_index, visual_valid, length, -1)
 
     index0, valid0 = compact(mask & (~is_visual | entering), length0)
     x = _take(embeds, index0, 1)
     pos0 = _take_positions(positions, index0)
     add0 = _additions(additions, index0)
-    vis0, cand0, image0 = (_take(a, index0, 1) & valid0 if a.dtype == bool else _take(a, index0, 1)
-                           for a in (is_visual, is_cand, image))
+    vis0, cand0, fixed0, image0 = (_take(a, index0, 1) & valid0 if a.dtype == bool else _take(a, index0, 1)
+                                   for a in (is_visual, is_cand, is_fixed, image))
     rope0 = rope_tables(model.text_config, pos0)
     slots0 = jnp.broadcast_to(jnp.arange(length0), (batch, length0))
     if mode == "hilo":
@@ -162,7 +164,7 @@ def prefill_impl(
         last = jnp.sum(valid0, axis=1) - 1
         q, k = last_query_and_keys(model.layers[split], x, rope0, last)
         scores = jax.vmap(fastv.scores)(q, k, valid0)
-        chosen = jax.vmap(fastv.select)(scores, vis0, fastv_keep)
+        chosen = jax.vmap(fastv.select)(scores, vis0 & ~fixed0, fastv_keep) | fixed0
         index1, valid1 = compact(valid0 & (~vis0 | chosen), length1)
         segments.append(Segment(caches0, _room(valid0, max_new)))
     else:  # hilo: candidates leave the hidden states and every cache

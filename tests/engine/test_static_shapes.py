@@ -77,7 +77,7 @@ def test_analytic_llm_flops_match_xla_cost_analysis(qwen, mode, split):
         return prefill_impl(nnx.merge(graphdef, state), *args, **statics)
 
     args = (prepared.inputs_embeds, prepared.position_ids, prepared.attention_mask, None, jnp.asarray(vt.index),
-            jnp.asarray(vt.valid), jnp.asarray(vt.image), keep, cand, jnp.full((2,), 3, jnp.int32))
+            jnp.asarray(vt.valid), jnp.asarray(vt.image), keep, cand, jnp.zeros_like(keep), jnp.full((2,), 3, jnp.int32))
     cost = jax.jit(run).lower(state, *args).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     want = static_llm_flops(lm.text_config, 2, length0, length1, split)

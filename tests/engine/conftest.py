@@ -1,0 +1,23 @@
+"""Tiny models of the four families, built once for all engine test modules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from jax_pruning.engine import generate
+from tests.engine import families as F
+from tests.engine.families import NEW
+
+
+
+
+@pytest.fixture(scope="package", params=F.FAMILIES)
+def family_setup(request, tmp_path_factory):
+    """(family, HF model, our model, a batch of 2 with different images, unpruned output)."""
+    torch.set_num_threads(1)
+    family = request.param
+    hf, model = F.build(family, tmp_path_factory.mktemp(family))
+    inputs = F.batch(family)
+    unpruned = generate(model, inputs, None, NEW, eos_token_id=[])
+    return family, hf, model, inputs, unpruned
