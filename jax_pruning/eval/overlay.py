@@ -24,7 +24,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-DROPPED, CANDIDATE, RETAINED = 0, 1, 2
+# The engine's per-slot label values (GenerateOutput.visual_labels), so its arrays pass through unchanged.
+DROPPED, RETAINED, CANDIDATE = 0, 1, 2
 LABEL_COLOURS = {RETAINED: (46, 204, 64), CANDIDATE: (255, 176, 0), DROPPED: (140, 20, 20)}
 KEPT_OUTLINE = (46, 204, 64)
 GAP = 8
@@ -86,7 +87,7 @@ def save_overlay(image: Image.Image, path: str | os.PathLike, *, keep=None, labe
     """Write a kept-token overlay PNG and return its path.
 
     keep:   bool array, or a list of them (one per grid: e.g. [base, tiles]), [rows, cols] or flat
-    labels: int array(s) with DROPPED=0 / CANDIDATE=1 / RETAINED=2 (Hi-Lo), same layouts
+    labels: int array(s) with DROPPED=0 / RETAINED=1 / CANDIDATE=2 (Hi-Lo), same layouts
     grids:  (rows, cols) or a list of them, needed when the arrays are flat
     Exactly one of `keep` / `labels`.
     """
@@ -102,7 +103,7 @@ def save_overlay(image: Image.Image, path: str | os.PathLike, *, keep=None, labe
         if use_labels:
             bad = ~np.isin(grid, (DROPPED, CANDIDATE, RETAINED))
             if bad.any():
-                raise ValueError(f"labels[{i}]: values must be 0 (dropped), 1 (candidate) or 2 (retained), "
+                raise ValueError(f"labels[{i}]: values must be 0 (dropped), 1 (retained) or 2 (candidate), "
                                  f"got {sorted(set(grid[bad].tolist()))}")
         elif grid.dtype != np.bool_:
             raise ValueError(f"keep[{i}]: need a bool mask, got dtype {grid.dtype}")
@@ -122,3 +123,48 @@ def save_overlay(image: Image.Image, path: str | os.PathLike, *, keep=None, labe
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path, format="PNG")
     return path
+
+
+def label_grids(visual, labels: np.ndarray, *, sample: int = 0, image: int = 0) -> list[tuple[str, np.ndarray]]:
+    """Per-slot engine labels of one image -> [(kind name, [rows, cols] label grid)], base grid first.
+
+    `visual` is the model's VisualTokens map (kind/row/col/image/valid [B, Nv], grid_rows/grid_cols
+    [B, I, 2] indexed by kind) and `labels` [B, Nv] the engine's DROPPED/RETAINED/CANDIDATE per slot.
+    LLaVA-NeXT newline tokens have no grid cell and are left out; a cell no token lands on stays DROPPED.
+    """
+    from models.visual_tokens import KIND_BASE, KIND_TILE
+
+    labels = np.asarray(labels)
+    valid, kinds = np.asarray(visual.valid)[sample], np.asarray(visual.kind)[sample]
+    rows, cols = np.asarray(visual.row)[sample], np.asarray(visual.col)[sample]
+    mine = valid & (np.asarray(visual.image)[sample] == image)
+    if not mine.any():
+        raise ValueError(f"sample {sample} has no visual tokens of image {image}")
+    out = []
+    for kind, name in ((KIND_BASE, "base"), (KIND_TILE, "tiles")):
+        slots = np.nonzero(mine & (kinds == kind))[0]
+        if not len(slots):
+            continue
+        shape = (max(int(np.asarray(visual.grid_rows)[sample, image, kind]), int(rows[slots].max()) + 1),
+                 max(int(np.asarray(visual.grid_cols)[sample, image, kind]), int(cols[slots].max()) + 1))
+        grid = np.full(shape, DROPPED, np.int8)
+        grid[rows[slots], cols[slots]] = labels[sample, slots]
+        out.append((name, grid))
+    return out
+
+
+def save_kept_overlay(path: str | os.PathLike, image: Image.Image, out, *, sample: int = 0, image_index: int = 0,
+                      panel_size: int = 336) -> Path:
+    """Overlay for one sample of a `jp.generate` output (needs out.visual and out.visual_labels).
+
+    Hi-Lo outputs (any CANDIDATE slot) get the three-colour style; every other method a keep mask
+    per grid (LLaVA-NeXT: base and tiles side by side).
+    """
+    if getattr(out, "visual", None) is None or getattr(out, "visual_labels", None) is None:
+        raise ValueError("save_kept_overlay: the generate output carries no visual map / visual_labels")
+    grids = label_grids(out.visual, out.visual_labels, sample=sample, image=image_index)
+    arrays = [g for _, g in grids]
+    titles = [f"{name} {g.shape[0]}x{g.shape[1]}: kept {int(np.sum(g == RETAINED))}/{g.size}" for name, g in grids]
+    if any((g == CANDIDATE).any() for g in arrays):
+        return save_overlay(image, path, labels=arrays, titles=titles, panel_size=panel_size)
+    return save_overlay(image, path, keep=[g == RETAINED for g in arrays], titles=titles, panel_size=panel_size)

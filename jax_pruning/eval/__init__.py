@@ -1,0 +1,52 @@
+"""Evaluation harness: local datasets, task prompts, official metrics, a resumable runner, pictures.
+
+    from jax_pruning.eval import load_dataset, build_prompt, score, run_eval, plot_sweep, save_overlay
+    data = load_dataset("easy-vqa", split="test", limit=100)          # or ("pope", path=folder), ("x.jsonl")
+    summary = run_eval(data, predict_batch, "results/run", batch_size=8, config={"method": ..., "keep_ratio": ...})
+
+Nothing here needs a model: `predict_batch(samples) -> [{"prediction", "visual_tokens", "prefill_flops"}]`
+is the engine side (see runner.py). Heavy imports (matplotlib, jax, pyarrow) happen on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jax_pruning.eval.datasets import DATASETS, TASKS, open_dataset
+from jax_pruning.eval.metrics import PRIMARY_METRIC, score
+from jax_pruning.eval.prompts import build_prompt, question_text
+from jax_pruning.eval.runner import run_eval, shard_ids, summarize_run
+from jax_pruning.eval.samples import Dataset, Sample, SampleError
+
+__all__ = ["DATASETS", "TASKS", "PRIMARY_METRIC", "Dataset", "Sample", "SampleError", "build_prompt",
+           "load_dataset", "open_dataset", "plot_sweep", "question_text", "run_eval", "save_kept_overlay",
+           "save_overlay", "score", "shard_ids", "summarize_run", "sweep"]
+
+
+def load_dataset(name: str | os.PathLike, split: str | None = None, *, path: str | os.PathLike | None = None,
+                 limit: int | None = None, seed: int | None = None, task: str | None = None) -> Dataset:
+    """A local dataset by name (one of DATASETS; `path` = its folder/file), or a `.jsonl` file path as name.
+
+    Unknown names raise ValueError listing the valid ones.
+    """
+    if str(name) not in DATASETS and str(name).endswith(".jsonl") and Path(name).is_file():
+        name, path = "jsonl", name
+    return open_dataset(str(name), path, split=split, limit=limit, seed=seed, task=task)
+
+
+def __getattr__(attr: str):
+    """Lazy exports: plots pull in matplotlib, `sweep` (the engine-wired runner) the engine."""
+    if attr == "plot_sweep":
+        from jax_pruning.eval.plots import plot_sweep
+
+        return plot_sweep
+    if attr in ("save_overlay", "save_kept_overlay"):
+        from jax_pruning.eval import overlay
+
+        return getattr(overlay, attr)
+    if attr == "sweep":
+        from jax_pruning.sweep import sweep
+
+        return sweep
+    raise AttributeError(f"module 'jax_pruning.eval' has no attribute {attr!r}")
