@@ -78,7 +78,7 @@ def _generate(args: argparse.Namespace) -> int:
           f"{int(out.visual_tokens[0])}; prefill {s['prefill_seconds'] * 1000:.1f} ms "
           f"({s['prefill_flops'] / 1e9:.2f} GFLOP)", file=sys.stderr)
     if args.show_kept and images:
-        from jax_pruning.eval.overlay import save_kept_overlay
+        from jax_pruning.kept_view import save_kept_overlay
 
         save_kept_overlay(args.show_kept, images[0], out, sample=0)
         print(f"kept-token overlay written to {args.show_kept}", file=sys.stderr)
@@ -86,19 +86,22 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from jax_pruning.eval import open_dataset, sweep
+    from jax_pruning.eval.datasets import open_dataset
+    from jax_pruning.sweep import bare_prompt, sweep, sweep_table
 
     model, processor = _load(args.model, args.dtype)
-    dataset = open_dataset(args.data, split=args.split, limit=args.limit)
+    name, _, path = args.data.partition(":")
+    dataset = open_dataset(name, path or None, split=args.split, limit=args.limit, seed=args.seed)
     mesh = None
     if args.data_parallel:
         from jax_pruning.parallel import data_mesh
 
         mesh = data_mesh()
-    summaries = sweep(model, processor, dataset, pruners=_pruners(args.method, args.keep, _options(args.option)),
-                      out_dir=args.out, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                      resume=args.resume, mesh=mesh)
-    print(f"{len(summaries)} runs written under {args.out}")
+    summaries = sweep(model, processor, dataset, _pruners(args.method, args.keep, _options(args.option)),
+                      args.out, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                      resume=args.resume, mesh=mesh, prompt=bare_prompt(processor) if args.bare_prompt else None)
+    print(sweep_table(summaries))
+    print(f"predictions, summaries and plots under {args.out}/")
     return 0
 
 
@@ -155,9 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="batched, resumable evaluation of pruning methods on a dataset")
     _model_args(p)
-    p.add_argument("--data", default="easy-vqa", help="easy-vqa, a JSONL file, or a parquet file/folder")
+    p.add_argument("--data", default="easy-vqa",
+                   help="easy-vqa, or NAME:PATH with NAME in jsonl, textvqa, gqa, pope, mme, scienceqa-img")
     p.add_argument("--split", default="test")
-    p.add_argument("--limit", type=int, default=None, help="first N samples only")
+    p.add_argument("--limit", type=int, default=None, help="N samples only (the first N, or a random N with --seed)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--bare-prompt", action="store_true",
+                   help="send the question alone (no task instruction), e.g. for the embedded tiny models")
     _method_args(p, ["none", "mr_pruner", "hilo"])
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=8)

@@ -60,10 +60,14 @@ def test_generate_prints_an_answer_and_the_pruning(tiny_folder):
     folder, image = tiny_folder
     result = _run("generate", "--model", str(folder), "--image", str(image), "--prompt", "w1 w2",
                   "--method", "hilo", "--keep", "0.25", "--option", "removal_layer=1", "--max-new-tokens", "3",
-                  timeout=600)
+                  "--show-kept", str(folder / "kept.png"), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip(), "no answer printed"
     assert "[hilo keep=0.25] visual tokens" in result.stderr
+    from PIL import Image
+
+    with Image.open(folder / "kept.png") as png:  # base and tile panels side by side
+        assert png.width > png.height > 0
 
 
 def test_bench_prints_a_side_by_side_table(tiny_folder):

@@ -1,0 +1,90 @@
+"""The evaluation runner wired to the engine: predictions for a batch of samples, and sweeps
+over methods x keep ratios (one run folder per setting, a table and plots for the sweep).
+
+The runner (jax_pruning.eval.runner) knows nothing about models; `predictor` is
+its engine side: prompt through the model's own chat template, processor
+inputs, `jp.generate`, decoded answers with the visual tokens and prefill FLOPs
+the LLM really used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import jax_pruning as jp
+from jax_pruning.eval.prompts import build_prompt
+from jax_pruning.eval.records import write_atomic
+from jax_pruning.eval.runner import run_eval
+from jax_pruning.eval.samples import Sample
+
+
+def task_prompt(processor) -> Callable[[Sample], str]:
+    """The benchmark's protocol: question + the task's standard instruction, in the chat template."""
+    return lambda s: build_prompt(processor, s.question, s.task, s.choices)
+
+
+def bare_prompt(processor) -> Callable[[Sample], str]:
+    """Just the question in the chat template (what the embedded tiny models were trained on)."""
+    return lambda s: processor.chat_prompt(s.question)
+
+
+def predictor(model, processor, pruner, *, max_new_tokens: int = 8, mesh=None,
+              prompt: Callable[[Sample], str] | None = None):
+    """-> predict_batch(samples) -> [{prediction, visual_tokens, prefill_flops, seconds}] for run_eval."""
+    prompt = prompt or task_prompt(processor)
+
+    def predict(samples: list[Sample]) -> list[dict]:
+        inputs = processor([s.image for s in samples], [prompt(s) for s in samples])
+        start = time.perf_counter()
+        out = jp.generate(model, inputs, pruner, max_new_tokens, mesh=mesh)
+        seconds = (time.perf_counter() - start) / len(samples)
+        texts = processor.tokenizer.batch_decode(out.tokens, skip_special_tokens=True)
+        flops = out.stats["prefill_flops_per_sample"]
+        return [{"prediction": text.strip(), "visual_tokens": int(v), "prefill_flops": float(f), "seconds": seconds}
+                for text, v, f in zip(texts, out.visual_tokens, flops)]
+
+    return predict
+
+
+def run_name(pruner) -> str:
+    return "unpruned" if pruner is None else f"{pruner.name}_keep{pruner.keep_ratio:g}"
+
+
+def sweep(model, processor, dataset: Sequence[Sample], pruners: Sequence, out_dir: str | os.PathLike, *,
+          batch_size: int = 8, max_new_tokens: int = 8, resume: bool = False, mesh=None,
+          prompt: Callable[[Sample], str] | None = None, progress: bool = True) -> list[dict]:
+    """One run per pruner (None = unpruned) into out_dir/<run name>/; sweep.json, sweep.md and plots."""
+    from jax_pruning.eval.plots import plot_sweep
+
+    out_dir = Path(out_dir)
+    summaries = []
+    for pruner in pruners:
+        config = {"method": "none" if pruner is None else pruner.name,
+                  "keep_ratio": 1.0 if pruner is None else pruner.keep_ratio,
+                  "options": {} if pruner is None else dict(pruner.options),
+                  "max_new_tokens": max_new_tokens, "batch_size": batch_size}
+        predict = predictor(model, processor, pruner, max_new_tokens=max_new_tokens, mesh=mesh, prompt=prompt)
+        summaries.append(run_eval(dataset, predict, out_dir / run_name(pruner), batch_size=batch_size,
+                                  resume=resume, name=run_name(pruner), config=config, progress=progress))
+    write_atomic(out_dir / "sweep.json", json.dumps(summaries, indent=2, default=str) + "\n")
+    write_atomic(out_dir / "sweep.md", sweep_table(summaries) + "\n")
+    plot_sweep(summaries, out_dir)
+    return summaries
+
+
+def sweep_table(summaries: Sequence[dict]) -> str:
+    """Markdown: one row per run (primary metric, visual tokens, prefill FLOPs, samples/s)."""
+    lines = ["| method | keep | accuracy | visual tokens | prefill GFLOPs | samples/s | failed |",
+             "|---|---|---|---|---|---|---|"]
+    for s in summaries:
+        metric = s["metrics"].get(s["primary_metric"])
+        flops = s["mean_prefill_flops"]
+        lines.append(
+            f"| {s['method']} | {s['keep_ratio']:g} | {metric:.2f} | {s['mean_visual_tokens'] or 0:.1f} | "
+            f"{(flops or 0) / 1e9:.4f} | {s['samples_per_s'] or 0:.1f} | {s['n_failed']} |"
+        )
+    return "\n".join(lines)
