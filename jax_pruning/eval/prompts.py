@@ -43,5 +43,14 @@ def question_text(question: str, task: str, choices: list[str] | None = None) ->
 
 
 def build_prompt(processor, question: str, task: str, choices: list[str] | None = None) -> str:
-    """The full prompt (chat template with one image) for `processor` (a jax_pruning Processor)."""
-    return processor.chat_prompt(question_text(question, task, choices))
+    """The full prompt (chat template with one image) for a jax_pruning Processor, or any HF
+    tokenizer/processor: through its `apply_chat_template` when it has a chat template, the image
+    as a {"type": "image"} content item so the model's own template places it."""
+    text = question_text(question, task, choices)
+    if hasattr(processor, "chat_prompt"):  # jax_pruning.processing.Processor
+        return processor.chat_prompt(text)
+    if getattr(processor, "chat_template", None):
+        content = [{"type": "image"}, {"type": "text", "text": text}]
+        return processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                             add_generation_prompt=True)
+    return f"{getattr(processor, 'image_token', None) or '<image>'}\n{text}"  # no template: LLaVA's plain form
