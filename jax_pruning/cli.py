@@ -78,7 +78,7 @@ def _generate(args: argparse.Namespace) -> int:
           f"{int(out.visual_tokens[0])}; prefill {s['prefill_seconds'] * 1000:.1f} ms "
           f"({s['prefill_flops'] / 1e9:.2f} GFLOP)", file=sys.stderr)
     if args.show_kept and images:
-        from jax_pruning.kept_view import save_kept_overlay
+        from jax_pruning.eval.overlay import save_kept_overlay
 
         save_kept_overlay(args.show_kept, images[0], out, sample=0)
         print(f"kept-token overlay written to {args.show_kept}", file=sys.stderr)
