@@ -7,7 +7,9 @@ partial batch, and slots of samples that failed, are filled by repeating the
 last good sample, so the engine sees one static batch shape and compiles
 once; the padding's results are dropped). Each returned dict has at least
 `prediction` (str); `visual_tokens` and `prefill_flops` feed the summary; any
-other JSON-able keys are stored as they are.
+other JSON-able keys are stored as they are. The runner adds `wall_seconds`
+(the batch's predict_batch wall time / its real samples, so padding and
+retries are charged to them: samples/s in the summary is end-to-end throughput).
 
 A sample that cannot be evaluated is recorded with its reason and the run goes on:
 - its image does not load (missing file, corrupt bytes): `Sample.image` raises SampleError;
@@ -84,9 +86,9 @@ def _evaluate_batch(batch: list[Sample], predict_batch: PredictBatch, batch_size
             ready.append(_with_image(sample, sample.image))
         except SampleError as err:
             records[sample.id] = _failed(sample, str(err))
+    start = time.perf_counter()
     while ready:
         padded = ready + [ready[-1]] * (batch_size - len(ready))
-        start = time.perf_counter()
         try:
             results = predict_batch(padded)
         except SampleError as err:
@@ -110,7 +112,7 @@ def _evaluate_batch(batch: list[Sample], predict_batch: PredictBatch, batch_size
                 raise ValueError(f"predict_batch result for {sample.id!r} has no string 'prediction': {result!r}")
             else:
                 records[sample.id] = {"id": sample.id, "ok": True, **result, "answers": list(sample.answers),
-                                      "seconds": seconds / len(padded)}
+                                      "wall_seconds": seconds / len(ready)}
         break
     return [records[s.id] for s in batch]
 
@@ -129,7 +131,7 @@ def summarize_run(samples: Sequence[Sample], records: Sequence[dict], *, task: s
     done = [s for s in samples if s.id in by_id]
     predictions = [by_id[s.id].get("prediction", "") if by_id[s.id].get("ok") else "" for s in done]
     ok = [by_id[s.id] for s in done if by_id[s.id].get("ok")]
-    seconds = sum(r.get("seconds", 0.0) for r in ok)
+    seconds = sum(r.get("wall_seconds", 0.0) for r in ok)
     return {
         "name": name,
         "method": config.get("method"),

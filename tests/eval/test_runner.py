@@ -68,7 +68,8 @@ def test_static_batches_padding_dropped_and_summary(tmp_path):
     assert engine.batches == [["s0", "s1", "s2"], ["s3", "s4", "s5"], ["s6", "s6", "s6"]]
     lines = _lines(tmp_path / "run" / "predictions.jsonl")
     assert [r["id"] for r in lines] == [f"s{i}" for i in range(7)]
-    assert all(r["ok"] and r["new_tokens"] == 2 for r in lines)
+    assert all(r["ok"] and r["new_tokens"] == 2 and r["wall_seconds"] > 0 for r in lines)
+    total = sum(r["wall_seconds"] for r in lines)
     assert lines[4]["prediction"] == "A4." and lines[4]["answers"] == ["a4"]
     # 4 of 7 right (s0, s2, s4, s6: "A4." normalises to "a4")
     assert summary["metrics"]["exact_match"] == pytest.approx(100 * 4 / 7)
@@ -77,7 +78,7 @@ def test_static_batches_padding_dropped_and_summary(tmp_path):
     assert summary["n_samples"] == 7 and summary["n_failed"] == 0
     assert summary["mean_visual_tokens"] == pytest.approx(13.0)
     assert summary["mean_prefill_flops"] == pytest.approx(4e9)
-    assert summary["samples_per_s"] > 0
+    assert summary["samples_per_s"] == pytest.approx(7 / total)
     assert summary["devices"] == {"count": len(jax.devices()), "kind": jax.devices()[0].device_kind,
                                   "platform": jax.devices()[0].platform}
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
