@@ -258,6 +258,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (JAX uses every core)")
     parser.add_argument("--no-hf", action="store_true")
+    parser.add_argument("--no-real", action="store_true", help="skip the real models' analytic FLOP bounds")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default results/<machine>)")
     args = parser.parse_args(argv)
     import jax
@@ -271,7 +272,7 @@ def main(argv=None) -> dict:
     presets = [bench_preset(p, args.methods, args.keeps, args.repeats, not args.no_hf) for p in args.presets]
     settings["load_end"] = report.loadavg()
     settings["wall_seconds"] = time.perf_counter() - start
-    real = [shapes.flop_bound(n) for n in shapes.REAL]
+    real = [] if args.no_real else [shapes.flop_bound(n) for n in shapes.REAL]
     payload = {"settings": settings, "presets": presets, "real_flop_bounds": real}
     folder = report.write("prefill", payload, report.prefill_markdown, args.out)
     print(report.prefill_markdown(payload))

@@ -35,19 +35,20 @@ def _layer_shapes(i: int) -> dict[str, tuple[int, ...]]:
     }
 
 
-def write_big_checkpoint(folder: Path) -> tuple[int, int]:
+def write_big_checkpoint(folder: Path, layers: int = LAYERS, vocab: int = V) -> tuple[int, int]:
     """Sharded float32 checkpoint of random tensors, one shard in memory at a time.
+    Size: ~0.19 GB per layer + 2 x vocab x 8 KiB (embeddings and head; 0.52 GB at the default vocab).
     Returns (total bytes, largest tensor bytes)."""
     folder.mkdir()
     config = dict(
-        model_type="llama", architectures=["LlamaForCausalLM"], vocab_size=V, hidden_size=D, intermediate_size=F,
-        num_hidden_layers=LAYERS, num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, head_dim=HEAD_DIM,
+        model_type="llama", architectures=["LlamaForCausalLM"], vocab_size=vocab, hidden_size=D, intermediate_size=F,
+        num_hidden_layers=layers, num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, head_dim=HEAD_DIM,
         rms_norm_eps=1e-6, rope_theta=10000.0, hidden_act="silu", max_position_embeddings=4096,
         tie_word_embeddings=False,
     )
     (folder / "config.json").write_text(json.dumps(config))
-    shards = [{"model.embed_tokens.weight": (V, D)}, *(_layer_shapes(i) for i in range(LAYERS)),
-              {"model.norm.weight": (D,), "lm_head.weight": (V, D)}]
+    shards = [{"model.embed_tokens.weight": (vocab, D)}, *(_layer_shapes(i) for i in range(layers)),
+              {"model.norm.weight": (D,), "lm_head.weight": (vocab, D)}]
     weight_map, total, largest = {}, 0, 0
     for j, shapes in enumerate(shards):
         name = f"model-{j + 1:05d}-of-{len(shards):05d}.safetensors"

@@ -1,0 +1,66 @@
+"""Smoke tests of the benchmark scripts: each main() on a micro preset, 1 repeat, into a tmp dir.
+
+They check the JSON each writes (fields present, figures consistent), not speed.
+The real models' FLOP bounds are checked on their own (abstract models, no allocation).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import conversion, prefill, report, shapes, throughput
+
+
+def test_prefill_writes_rows_hf_comparison_and_kv_bytes(tmp_path):
+    prefill.main(["--presets", "llava_next_micro", "--methods", "random", "--keeps", "0.1", "--repeats", "1",
+                  "--no-real", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "prefill.json").read_text())
+    assert (tmp_path / "prefill.md").is_file()
+    assert data["machine"]["cores"] >= 1 and len(data["settings"]["load_start"]) == 3
+    (preset,) = data["presets"]
+    rows = {r["config"]: r for r in preset["rows"]}
+    assert set(rows) == {"unpruned", "random@0.1"}
+    base, pruned = rows["unpruned"], rows["random@0.1"]
+    assert base["speedup_llm"] == 1.0 and base["flop_bound_llm"] == 1.0
+    assert pruned["visual_tokens_seen"] < base["visual_tokens_seen"]
+    assert pruned["flop_bound_llm"] > 1.0 and pruned["prefill_flops"] < base["prefill_flops"]
+    assert 0 < pruned["kv_cache_mb"] < base["kv_cache_mb"]
+    assert all(r["prefill_ms"] > 0 and 0 <= r["prune_share"] < 1 and r["peak_rss_mb"] > 0 for r in rows.values())
+    hf = {h["comparison"]: h for h in preset["hf"]}
+    assert len(hf) == 3
+    lm = [h for h in preset["hf"] if "tokens" in h]
+    assert lm[1]["tokens"] < lm[0]["tokens"]  # HF's language model ran over our pruned sequence
+    assert "random keep 0.1" in report.readme_table(tmp_path)
+
+
+def test_throughput_counts_samples_and_compiles_nothing_when_timed(tmp_path):
+    throughput.main(["--presets", "qwen2_5_vl_micro", "--methods", "random", "--batch", "2", "--new-tokens", "2",
+                     "--prompt-words", "8", "--repeats", "1", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "throughput.json").read_text())
+    rows = {r["config"]: r for r in data["presets"][0]["rows"]}
+    assert set(rows) == {"unpruned", "random@0.1"}
+    for r in rows.values():
+        assert r["samples_per_second"] == pytest.approx(2 / r["batch_seconds"])
+        assert r["compiles_timed"] == 0
+    assert rows["unpruned"]["compiles_first_call"] > 0
+
+
+def test_conversion_reports_size_time_and_peak(tmp_path):
+    conversion.main(["--layers", "0", "--vocab", "1000", "--workdir", str(tmp_path), "--out", str(tmp_path / "r")])
+    result = json.loads((tmp_path / "r" / "conversion.json").read_text())["result"]
+    assert result["checkpoint_bytes"] == 2 * 1000 * 2048 * 4 + 2048 * 4
+    assert result["seconds"] > 0 and result["peak_rss_bytes"] >= result["baseline_rss_bytes"] > 0
+    assert result["output_bytes"] > 0.9 * result["checkpoint_bytes"]
+    assert "conversion" in report.readme_table(tmp_path / "r")
+
+
+def test_real_llava_next_8b_flop_bound_at_keep_0_1():
+    bound = shapes.flop_bound("llava_next_8b", keep_ratios=(0.1,))
+    assert 8.0e9 < bound["parameters"] < 8.6e9
+    assert bound["visual_tokens"] == 2928
+    row = bound["rows"][0]
+    assert row["visual_tokens_seen"] == 292 + 48
+    assert 6.0 < row["flop_bound"] < 7.0
+    assert 0.03 < bound["vision_share_of_unpruned"] < 0.06
