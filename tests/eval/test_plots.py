@@ -14,7 +14,7 @@ def _summary(method, keep, acc, speed):
 
 
 SWEEP = [
-    _summary(None, None, 0.60, 10.0),
+    _summary("none", 1.0, 0.60, 10.0),  # what jax_pruning.sweep writes for the unpruned run
     _summary("mr_pruner", 0.5, 0.58, 14.0), _summary("mr_pruner", 0.1, 0.50, 20.0),
     _summary("hilo", 0.1, 0.52, 19.0), _summary("hilo", 0.5, 0.59, 13.0),
 ]
