@@ -1,0 +1,134 @@
+"""Accuracy vs keep ratio of every method on the embedded tiny models (easy-VQA), plus ablations.
+
+    python -m benchmarks.accuracy [--limit 2000] [--seed 0] [--out benchmarks/results/amd-epyc-2c/accuracy]
+
+For each shipped model: the unpruned JAX model and the same model in HF
+PyTorch on the same questions (their accuracies must agree), then every
+applicable method at keep 0.5 / 0.25 / 0.1 / 0.05, and the ablations at 0.1
+(MR-Pruner without IR / CR / IA as in the paper's Table 3; Hi-Lo without
+coarse windows / candidates / merge bias). A fixed random subset of the test
+split (seed stated in the output) keeps the sweep within the CPU budget.
+Runs are resumable (`--resume`): finished settings and samples are skipped.
+Writes accuracy.json, accuracy.md and one accuracy-vs-keep PNG per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+import jax_pruning as jp
+from benchmarks.machine import describe
+from jax_pruning.demo import DEMO_MODELS
+
+RESULTS = Path(__file__).resolve().parent / "results" / "amd-epyc-2c" / "accuracy"
+KEEP_RATIOS = (0.5, 0.25, 0.1, 0.05)
+METHODS = {"tiny_llava_next": ("mr_pruner", "hilo", "fastv", "gprune", "tome", "random"),
+           "tiny_qwen2_vl": ("hilo", "fastv", "tome", "random")}
+ABLATIONS = {  # at keep 0.1: (label, method, options)
+    "tiny_llava_next": (("MR-Pruner w/o IR", "mr_pruner", {"intra": False}),
+                        ("MR-Pruner w/o CR", "mr_pruner", {"cross": False}),
+                        ("MR-Pruner w/o IA", "mr_pruner", {"informativeness": False}),
+                        ("MR-Pruner paper variant", "mr_pruner", {"variant": "paper"})),
+    "common": (("Hi-Lo w/o coarse windows", "hilo", {"coarse": False}),
+               ("Hi-Lo w/o candidates", "hilo", {"candidates": False}),
+               ("Hi-Lo w/o merge", "hilo", {"merge": False})),
+}
+
+
+def in_llm_options(name: str, n_layers: int) -> dict:
+    layer = min(2, n_layers - 1)
+    return {"hilo": {"removal_layer": layer}, "fastv": {"layer": layer}}.get(name, {})
+
+
+def hf_accuracy(folder: Path, dataset, batch_size: int) -> float:
+    """The same questions through the HF PyTorch model (greedy), scored by the same metric."""
+    from benchmarks.tiny_models.evaluate import answer, load
+    from jax_pruning.eval.metrics import exact_match
+
+    model, processor, family = load(folder)
+    hits = []
+    for first in range(0, len(dataset), batch_size):
+        chunk = [dataset[i] for i in range(first, min(first + batch_size, len(dataset)))]
+        got = answer(model, processor, family, [s.image for s in chunk], [s.question for s in chunk])
+        hits += [exact_match(g, s.answers) for g, s in zip(got, chunk)]
+    return 100.0 * float(np.mean(hits))
+
+
+def run_model(name: str, dataset, out: Path, batch_size: int, resume: bool) -> dict:
+    import models
+    from jax_pruning.eval.plots import plot_sweep
+    from jax_pruning.processing import Processor
+    from jax_pruning.sweep import bare_prompt, sweep
+
+    folder, _ = DEMO_MODELS[name]
+    model, processor = models.load(folder), Processor.from_folder(folder)
+    n_layers = model.config.text.num_hidden_layers
+    pruners = [None] + [jp.pruner(m, keep_ratio=r, **in_llm_options(m, n_layers))
+                        for m in METHODS[name] for r in KEEP_RATIOS]
+    start = time.perf_counter()
+    runs = sweep(model, processor, dataset, pruners, out / name, batch_size=batch_size, max_new_tokens=4,
+                 resume=resume, prompt=bare_prompt(processor), progress=False)
+    ablations = []
+    for label, method, options in ABLATIONS.get(name, ()) + ABLATIONS["common"]:
+        spec = jp.pruner(method, keep_ratio=0.1, **{**in_llm_options(method, n_layers), **options})
+        summary = sweep(model, processor, dataset, [spec], out / name / "ablations" / label.replace(" ", "_"),
+                        batch_size=batch_size, max_new_tokens=4, resume=resume, prompt=bare_prompt(processor),
+                        progress=False)[0]
+        ablations.append({"label": label, **summary})
+    plot_sweep(runs, out / name)
+    return {"model": name, "runs": runs, "ablations": ablations, "jax_seconds": time.perf_counter() - start,
+            "hf_unpruned_accuracy": hf_accuracy(folder, dataset, batch_size)}
+
+
+def markdown(results: list[dict], meta: dict) -> str:
+    lines = [f"# Accuracy vs keep ratio on easy-VQA ({meta['machine']})", "",
+             f"{meta['questions']} test questions (random subset, seed {meta['seed']}), exact match (%), greedy, "
+             f"JAX float32. Ablations at keep 0.1.", ""]
+    for r in results:
+        unpruned = next(s for s in r["runs"] if s["method"] == "none")
+        acc = lambda s: s["metrics"][s["primary_metric"]]
+        lines += [f"## {r['model']}", "",
+                  f"Unpruned: JAX {acc(unpruned):.2f}, HF PyTorch {r['hf_unpruned_accuracy']:.2f} "
+                  f"(same questions); visual tokens {unpruned['mean_visual_tokens']:.0f}.", "",
+                  "| method | " + " | ".join(f"keep {k}" for k in KEEP_RATIOS) + " |",
+                  "|---|" + "---|" * len(KEEP_RATIOS)]
+        for method in METHODS[r["model"]]:
+            cells = {s["keep_ratio"]: s for s in r["runs"] if s["method"] == method}
+            lines.append(f"| {method} | " + " | ".join(
+                f"{acc(cells[k]):.2f} ({cells[k]['mean_visual_tokens']:.0f} tok)" for k in KEEP_RATIOS) + " |")
+        lines += ["", "| ablation (keep 0.1) | accuracy |", "|---|---|"]
+        lines += [f"| {a['label']} | {acc(a):.2f} |" for a in r["ablations"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from jax_pruning.eval.datasets import open_dataset
+    from jax_pruning.eval.records import write_atomic
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--models", nargs="+", default=list(DEMO_MODELS))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    dataset = open_dataset("easy-vqa", split="test", limit=args.limit, seed=args.seed)
+    results = [run_model(name, dataset, args.out, args.batch_size, args.resume) for name in args.models]
+    machine = describe()
+    meta = {"machine": f"{machine['cpu']}, {machine['cores']} cores", "questions": len(dataset), "seed": args.seed}
+    write_atomic(args.out / "accuracy.json", json.dumps({"meta": meta, "results": results}, indent=1,
+                                                        default=str) + "\n")
+    write_atomic(args.out / "accuracy.md", markdown(results, meta) + "\n")
+    print(markdown(results, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
