@@ -260,6 +260,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-hf", action="store_true")
     parser.add_argument("--no-real", action="store_true", help="skip the real models' analytic FLOP bounds")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default results/<machine>)")
+    parser.add_argument("--merge", action="store_true", help="keep other presets already in the results file")
     args = parser.parse_args(argv)
     import jax
     import torch
@@ -274,7 +275,7 @@ def main(argv=None) -> dict:
     settings["wall_seconds"] = time.perf_counter() - start
     real = [] if args.no_real else [shapes.flop_bound(n) for n in shapes.REAL]
     payload = {"settings": settings, "presets": presets, "real_flop_bounds": real}
-    folder = report.write("prefill", payload, report.prefill_markdown, args.out)
+    folder = report.write("prefill", payload, report.prefill_markdown, args.out, args.merge)
     print(report.prefill_markdown(payload))
     print("results in", folder)
     return payload

@@ -34,11 +34,23 @@ def _plain(value):
     return value
 
 
-def write(name: str, payload: dict, render, out: Path | None = None) -> Path:
-    """Write <out>/<name>.json and .md (out defaults to results/<machine slug>); returns the folder."""
+def write(name: str, payload: dict, render, out: Path | None = None, merge: bool = False) -> Path:
+    """Write <out>/<name>.json and .md (out defaults to results/<machine slug>); returns the folder.
+
+    merge: keep the presets of an existing <name>.json that this payload does not re-measure (one
+    preset per run keeps each run short); their settings stay listed under "earlier_runs"."""
     payload["machine"] = describe()
     folder = Path(out) if out is not None else HERE / "results" / payload["machine"]["slug"]
     folder.mkdir(parents=True, exist_ok=True)
+    existing = folder / f"{name}.json"
+    if merge and existing.is_file():
+        old = json.loads(existing.read_text())
+        measured = {p["preset"] for p in payload["presets"]}
+        kept = [p for p in old.get("presets", []) if p["preset"] not in measured]
+        if kept:
+            payload["presets"] = kept + payload["presets"]
+            earlier = old.get("earlier_runs", []) + [dict(old["settings"], presets=[p["preset"] for p in kept])]
+            payload["earlier_runs"] = earlier
     (folder / f"{name}.json").write_text(json.dumps(_plain(payload), indent=1))
     (folder / f"{name}.md").write_text(render(payload))
     return folder
@@ -49,7 +61,9 @@ def _header(payload: dict, title: str) -> list[str]:
     gpu = f", GPU: {', '.join(m['gpus'])}" if m["gpus"] else " (CPU only)"
     return [f"# {title} on {m['cpu']}, {m['cores']} cores{gpu}", "",
             f"Load average (1/5/15 min) at start {s['load_start']}, at end {s['load_end']} (shared machine); "
-            f"jax {s.get('jax', '?')}, torch {s.get('torch', '?')}, float32, random weights.", ""]
+            f"jax {s.get('jax', '?')}, torch {s.get('torch', '?')}, float32, random weights.", "",
+            *[f"Presets {', '.join(e['presets'])} come from an earlier run: load at start {e['load_start']}, "
+              f"at end {e['load_end']}." for e in payload.get("earlier_runs", [])], ""]
 
 
 def prefill_markdown(payload: dict) -> str:

@@ -202,15 +202,19 @@ def qwen25_windowed_vision_flops(vision, patches: int) -> float:
     return total
 
 
-def flop_bound(name: str, keep_ratios=(0.5, 0.3, 0.1, 0.05), text_tokens: int = PROMPT_TOKENS) -> dict:
-    """Unpruned / pre-LLM-pruned prefill FLOPs of a real preset (built abstractly), per keep ratio."""
+def flop_bound(name: str, keep_ratios=(0.5, 0.3, 0.1, 0.05), text_tokens: int = PROMPT_TOKENS,
+               count_params: bool = True) -> dict:
+    """Unpruned / pre-LLM-pruned prefill FLOPs of a real preset, per keep ratio; count_params builds the
+    model abstractly (no allocation, ~10 s for 8B) to count its parameters."""
     from jax_pruning.engine import flops
     from models.config import load_config
     from models.params import abstract_model, flat_param_shapes
 
     preset = get(name)
     config = load_config(preset.config)
-    params = sum(int(np.prod(s)) for s in flat_param_shapes(abstract_model(config)).values())
+    params = None
+    if count_params:
+        params = sum(int(np.prod(s)) for s in flat_param_shapes(abstract_model(config)).values())
     content, newlines = real_visual_tokens(preset)
     tower, projector = (float(np.sum(x)) for x in flops.vision_flops(config, _tokens(content, newlines)))
     windowed = None

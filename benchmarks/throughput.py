@@ -85,6 +85,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--prompt-words", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="results folder (default results/<machine>)")
+    parser.add_argument("--merge", action="store_true", help="keep other presets already in the results file")
     args = parser.parse_args(argv)
     import jax
 
@@ -97,7 +98,7 @@ def main(argv=None) -> dict:
     settings["load_end"] = report.loadavg()
     settings["wall_seconds"] = time.perf_counter() - start
     payload = {"settings": settings, "presets": presets}
-    folder = report.write("throughput", payload, report.throughput_markdown, args.out)
+    folder = report.write("throughput", payload, report.throughput_markdown, args.out, args.merge)
     print(report.throughput_markdown(payload))
     print("results in", folder)
     return payload

@@ -57,8 +57,7 @@ def test_conversion_reports_size_time_and_peak(tmp_path):
 
 
 def test_real_llava_next_8b_flop_bound_at_keep_0_1():
-    bound = shapes.flop_bound("llava_next_8b", keep_ratios=(0.1,))
-    assert 8.0e9 < bound["parameters"] < 8.6e9
+    bound = shapes.flop_bound("llava_next_8b", keep_ratios=(0.1,), count_params=False)  # prefill.py counts them
     assert bound["visual_tokens"] == 2928
     row = bound["rows"][0]
     assert row["visual_tokens_seen"] == 292 + 48
