@@ -1,7 +1,7 @@
 """Evaluation harness: local datasets, task prompts, official metrics, a resumable runner, pictures.
 
-    from jax_pruning.eval import load_dataset, build_prompt, score, run_eval, plot_sweep, save_overlay
-    data = load_dataset("easy-vqa", split="test", limit=100)          # or ("pope", path=folder), ("x.jsonl")
+    from jax_pruning.eval import open_dataset, build_prompt, score, run_eval, plot_sweep, save_overlay
+    data = open_dataset("easy-vqa", split="test", limit=100)          # or ("pope", folder), ("jsonl", "x.jsonl")
     summary = run_eval(data, predict_batch, "results/run", batch_size=8, config={"method": ..., "keep_ratio": ...})
 
 Nothing here needs a model: `predict_batch(samples) -> [{"prediction", "visual_tokens", "prefill_flops"}]`
@@ -10,9 +10,6 @@ is the engine side (see runner.py). Heavy imports (matplotlib, jax, pyarrow) hap
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from jax_pruning.eval.datasets import DATASETS, TASKS, open_dataset
 from jax_pruning.eval.metrics import PRIMARY_METRIC, score
 from jax_pruning.eval.prompts import build_prompt, question_text
@@ -20,19 +17,8 @@ from jax_pruning.eval.runner import run_eval, shard_ids, summarize_run
 from jax_pruning.eval.samples import Dataset, Sample, SampleError
 
 __all__ = ["DATASETS", "TASKS", "PRIMARY_METRIC", "Dataset", "Sample", "SampleError", "build_prompt",
-           "load_dataset", "open_dataset", "plot_sweep", "question_text", "run_eval", "save_kept_overlay",
+           "open_dataset", "plot_sweep", "question_text", "run_eval", "save_kept_overlay",
            "save_overlay", "score", "shard_ids", "summarize_run", "sweep"]
-
-
-def load_dataset(name: str | os.PathLike, split: str | None = None, *, path: str | os.PathLike | None = None,
-                 limit: int | None = None, seed: int | None = None, task: str | None = None) -> Dataset:
-    """A local dataset by name (one of DATASETS; `path` = its folder/file), or a `.jsonl` file path as name.
-
-    Unknown names raise ValueError listing the valid ones.
-    """
-    if str(name) not in DATASETS and str(name).endswith(".jsonl") and Path(name).is_file():
-        name, path = "jsonl", name
-    return open_dataset(str(name), path, split=split, limit=limit, seed=seed, task=task)
 
 
 def __getattr__(attr: str):

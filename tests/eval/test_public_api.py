@@ -1,4 +1,4 @@
-"""The package's front door: load_dataset by name or .jsonl path, lazy exports, clear errors."""
+"""The package's front door: open_dataset by name (+ path), lazy exports, clear errors."""
 
 import json
 
@@ -8,21 +8,21 @@ from PIL import Image
 import jax_pruning.eval as ev
 
 
-def test_load_dataset_by_name_and_by_jsonl_path(tmp_path):
-    data = ev.load_dataset("easy-vqa", split="test", limit=3)
+def test_open_dataset_by_name_and_jsonl_path(tmp_path):
+    data = ev.open_dataset("easy-vqa", split="test", limit=3)
     assert len(data) == 3 and data[0].image.mode == "RGB"
-    train = ev.load_dataset("easy-vqa", split="train", limit=2)
+    train = ev.open_dataset("easy-vqa", split="train", limit=2)
     assert train[0].id != data[0].id or train[0].question != data[0].question
     Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
     (tmp_path / "q.jsonl").write_text(json.dumps({"id": "x1", "image": "a.png", "question": "what?",
                                                   "answer": "cat"}) + "\n")
-    by_path = ev.load_dataset(tmp_path / "q.jsonl")
+    by_path = ev.open_dataset("jsonl", tmp_path / "q.jsonl")
     assert [s.id for s in by_path] == ["x1"] and by_path[0].answers == ["cat"]
 
 
 def test_unknown_name_lists_the_valid_ones():
     with pytest.raises(ValueError, match="valid: easy-vqa, jsonl"):
-        ev.load_dataset("imagenet")
+        ev.open_dataset("imagenet")
 
 
 def test_lazy_exports_resolve():
