@@ -45,12 +45,10 @@ def test_demo_runs_with_no_arguments():
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     """A tiny random LLaVA-NeXT with its processor files, and a test image."""
-    from tests.engine import families as F
     from tests.models import llava_tiny as lt
+    from tests.tiny_folder import llava_folder
 
-    folder = tmp_path_factory.mktemp("tiny_llava")
-    F.build("llava_next", folder)
-    lt.processor().save_pretrained(folder)
+    folder = llava_folder(tmp_path_factory.mktemp("tiny_llava"))
     image = folder / "image.png"
     lt.test_images(("square",))[0].save(image)
     return folder, image
