@@ -78,17 +78,22 @@ def save_processing_files(out_dir: Path, config, saveables) -> None:
 
 
 def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = TinySizes(), log_every: int = 25,
-          max_steps: int | None = None) -> dict:
-    """Train from scratch and save weights + tokenizer/processor files into `out_dir`. -> run stats."""
+          max_steps: int | None = None, init_from=None) -> dict:
+    """Train (from scratch, or on from the weights in `init_from`) and save weights + tokenizer/processor
+    files into `out_dir`. -> run stats."""
     from jax_pruning.processing import Processor
 
     out_dir = Path(out_dir)
     torch.manual_seed(recipe.seed)
     config, tokenizer, saveables = build(family, sizes)
+    if init_from is not None:  # loaded before out_dir is written: they may be the same folder
+        model = model_class(family).from_pretrained(init_from, local_files_only=True).float().train()
+        config = model.config
+    else:
+        model = model_class(family)(config).float().train()
     save_processing_files(out_dir, config, saveables)
     processor = Processor.from_folder(out_dir)
     prompt_ids, eos_id = generation_prompt_ids(processor.tokenizer), processor.tokenizer.eos_token_id
-    model = model_class(family)(config).float().train()
 
     samples = grouped_by_image("train")[: recipe.max_images]
     steps_per_epoch = math.ceil(len(samples) / recipe.batch_images)
@@ -139,7 +144,7 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
         obj.save_pretrained(out_dir)
     return dict(family=family, recipe=asdict(recipe), sizes=asdict(sizes), steps=step, train_wall_s=round(wall, 1),
                 threads=torch.get_num_threads(), params=sum(p.numel() for p in model.parameters()),
-                train_images=len(samples), log=log)
+                train_images=len(samples), init_from=None if init_from is None else str(init_from), log=log)
 
 
 def main(argv=None) -> None:
@@ -152,12 +157,13 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=Recipe.seed)
     parser.add_argument("--max-images", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--init-from", default=None, help="continue from the weights of this folder")
     parser.add_argument("--log", default=None, help="write the run stats (JSON) here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     recipe = Recipe(epochs=args.epochs, batch_images=args.batch_images, lr=args.lr, seed=args.seed,
                     max_images=args.max_images)
-    stats = train(args.family, args.out_dir, recipe)
+    stats = train(args.family, args.out_dir, recipe, init_from=args.init_from)
     print(json.dumps({k: v for k, v in stats.items() if k != "log"}))
     if args.log:
         Path(args.log).write_text(json.dumps(stats, indent=1) + "\n")
