@@ -17,8 +17,10 @@ choice is recomputed here from its definition (`fastv_choice`).
 
 from __future__ import annotations
 
+
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -59,7 +61,7 @@ def _hilo_mask(role, image, merge: bool, bias: float):
     mask = np.tril(np.ones((n, n), bool))
     cand = np.array([r == CANDIDATE for r in role])
     retained = np.array([r == KEPT for r in role])
-    text = ~cand & ~retained & np.array([r != DROPPED for r in role])
+    text = np.array([r == "text" for r in role])
     mask[np.ix_(text, cand)] = False
     bias_matrix = np.zeros((n, n), np.float32)
     if merge:
@@ -69,68 +71,84 @@ def _hilo_mask(role, image, merge: bool, bias: float):
     return mask, bias_matrix
 
 
-def _pad_rows(a, size: int, axis: int):
+@nnx.jit
+def _forward(lm, x, pos, masks, biases, additions, last):
+    """Every layer on the same (unpruned-length) sequence, layer i under masks[i] / biases[i].
+    -> (each layer's input and the final hidden state [n_layers + 1, 1, P, D], logits of row `last`)."""
+    rope = rope_tables(lm.text_config, pos)
+    states = [x]
+    for i in range(lm.text_config.num_hidden_layers):
+        x, _ = run_layers(lm, x, rope, masks[i][None, None], start=i, stop=i + 1, additions=additions,
+                          bias=biases[i][None, None])
+        states.append(x)
+    return jnp.stack(states), lm.head(jax.lax.dynamic_slice_in_dim(x, last, 1, axis=1))[0, 0]
+
+
+def _pad(a: np.ndarray, size: int, axis: int) -> np.ndarray:
     widths = [(0, 0)] * a.ndim
     widths[axis] = (0, size - a.shape[axis])
-    return jnp.pad(a, widths)
+    return np.pad(a, widths)
 
 
-@functools.partial(nnx.jit, static_argnames=("start", "stop"))
-def _run_jit(lm, x, pos, mask, bias, additions, *, start, stop):
-    rope = rope_tables(lm.text_config, pos)
-    out, _ = run_layers(lm, x, rope, mask[None, None], start=start, stop=stop, additions=additions, bias=bias)
-    return out
-
-
-def _run(lm, x, pos, mask, start, stop, additions, bias=None, size: int = 0):
-    """Layers [start, stop) on n real rows, zero-padded to `size` rows so that one compilation
-    serves every step (padding rows attend only to themselves and nobody attends them)."""
+def _run(lm, x, pos, layer_masks, layer_biases, additions, size: int):
+    """x [1, n, D] (NumPy) under per-layer [n, n] masks/biases, zero-padded to `size` rows so that
+    one compilation serves every step and case (padding rows see only themselves; nobody sees
+    them). Host work stays in NumPy (eager JAX ops would compile per shape).
+    -> (layer inputs + final state [n_layers + 1, 1, n, D], logits of the last row [V])."""
     n = x.shape[1]
-    size = max(size, n)
-    full = np.eye(size, dtype=bool)
-    full[:n, :n] = mask
-    bias = None if bias is None or not bias.any() else jnp.asarray(_pad_rows(_pad_rows(bias, size, 0), size, 1))[None, None]
-    add = None if additions is None else [_pad_rows(a, size, 1) for a in additions]
-    out = _run_jit(lm, _pad_rows(x, size, 1), _pad_rows(jnp.asarray(pos), size, -1), jnp.asarray(full), bias, add,
-                   start=start, stop=stop)
-    return out[:, :n]
+    masks = np.broadcast_to(np.eye(size, dtype=bool), (len(layer_masks), size, size)).copy()
+    biases = np.zeros((len(layer_masks), size, size), np.float32)
+    for i, (m, b) in enumerate(zip(layer_masks, layer_biases)):
+        masks[i, :n, :n] = m
+        biases[i, :n, :n] = b
+    add = None if additions is None else [_pad(a, size, 1) for a in additions]
+    states, logits = _forward(lm, _pad(x, size, 1), _pad(pos, size, -1), masks, biases, add, n - 1)
+    return np.asarray(states)[:, :, :n], np.asarray(logits)
 
 
 def generate_one(lm, prepared, labels, b: int, max_new: int, *, mode: str = "pre", split: int = 0,
-                 merge: bool = True, bias: float = 0.0) -> np.ndarray:
-    """Greedy tokens [max_new] for sample b (mode: 'pre', 'fastv' or 'hilo'; no EOS)."""
+                 merge: bool = True, bias: float = 0.0, inputs_embeds=None) -> np.ndarray:
+    """Greedy tokens [max_new] for sample b (mode: 'pre', 'fastv' or 'hilo'; no EOS).
+    inputs_embeds [T, D] replaces the sample's embeddings (ToMe's merged features).
+
+    Tokens removed at the split stay in the sequence but no query attends them in
+    layers >= split (so they cannot influence anything kept: the same as removing them).
+    """
     rows, role, image = token_roles(prepared, labels, b)
     is_text = np.array([r == "text" for r in role])
     kept = is_text | np.array([r == KEPT for r in role])
     enter = {"pre": kept, "fastv": np.ones(len(rows), bool),
              "hilo": kept | np.array([r == CANDIDATE for r in role])}[mode]
     rows0, role0, image0 = rows[enter], role[enter], image[enter]
-    later = kept[enter]  # which of the first segment's rows go on past the split
-    embeds = jnp.asarray(prepared.inputs_embeds)[b, rows0]
-    adds = prepared.layer_additions
+    later = kept[enter]  # which entering rows go on past the split
+    embeds = np.asarray(prepared.inputs_embeds[b] if inputs_embeds is None else inputs_embeds)[rows0]
+    table = np.asarray(lm.embed_tokens.embedding[...])
+    adds = None if prepared.layer_additions is None else np.asarray(prepared.layer_additions)[:, b, rows0]
+    n_layers = lm.text_config.num_hidden_layers
     size = int(prepared.attention_mask.shape[1]) + max_new  # one padded shape for every step
     tokens = []
-    for s in range(max_new):
-        new = lm.embed(jnp.asarray(tokens, jnp.int32)[None])[0] if tokens else embeds[:0]
-        x = jnp.concatenate([embeds, new])[None]
+    for _ in range(max_new):
+        x = np.concatenate([embeds, table[np.asarray(tokens, int)]])[None]
         n = x.shape[1]
         pos = _positions(prepared, b, rows0, len(tokens))
-        add = None if adds is None else [jnp.concatenate([a[b, rows0], jnp.zeros_like(new)])[None] for a in adds]
+        add = None if adds is None else [_pad(a, n, 0)[None] for a in adds]  # generated tokens: zero
         role_s = np.concatenate([role0, np.full(len(tokens), "text", dtype=object)])
         image_s = np.concatenate([image0, np.full(len(tokens), -1)])
-        if mode == "hilo":
-            mask, bias_matrix = _hilo_mask(role_s, image_s, merge, bias)
-        else:
-            mask, bias_matrix = np.tril(np.ones((n, n), bool)), None
-        x = _run(lm, x, pos, mask, 0, split, add, bias_matrix, size)
-        keep = np.concatenate([later, np.ones(len(tokens), bool)])
-        x = x[:, keep]
-        pos = pos[..., keep]
-        add = None if add is None else [a[:, keep] for a in add]
-        m = int(keep.sum())
-        x = _run(lm, x, pos, np.tril(np.ones((m, m), bool)), split, None, add, size=size)
-        tokens.append(int(jnp.argmax(lm.head(x[:, -1:])[0, 0])))
+        causal = np.tril(np.ones((n, n), bool))
+        low, low_bias = _hilo_mask(role_s, image_s, merge, bias) if mode == "hilo" else (causal, np.zeros((n, n)))
+        survivors = np.concatenate([later, np.ones(len(tokens), bool)])
+        high = (causal & survivors[None, :]) | np.eye(n, dtype=bool)
+        masks = [low if i < split else high for i in range(n_layers)]
+        biases = [low_bias if i < split else np.zeros((n, n)) for i in range(n_layers)]
+        _, logits = _run(lm, x, pos, masks, biases, add, size)
+        tokens.append(int(np.argmax(logits)))
     return np.asarray(tokens)
+
+
+@functools.partial(nnx.jit, static_argnames="layer")
+def _query_and_keys(lm, x, pos, last, *, layer: int):
+    rope = rope_tables(lm.text_config, pos)
+    return last_query_and_keys(lm.layers[layer], x, rope, jnp.reshape(last, (1,)))
 
 
 def fastv_choice(lm, prepared, b: int, layer: int, k: int, max_new: int = 0) -> np.ndarray:
@@ -141,14 +159,17 @@ def fastv_choice(lm, prepared, b: int, layer: int, k: int, max_new: int = 0) -> 
     padding, to share generate_one's compilation.)"""
     rows = np.flatnonzero(np.asarray(prepared.attention_mask[b]).astype(bool))
     n = len(rows)
-    x = jnp.asarray(prepared.inputs_embeds)[b, rows][None]
+    x = np.asarray(prepared.inputs_embeds)[b, rows][None]
     pos = _positions(prepared, b, rows, 0)
     adds = prepared.layer_additions
-    add = None if adds is None else [a[b, rows][None] for a in adds]
-    x = _run(lm, x, pos, np.tril(np.ones((n, n), bool)), 0, layer, add, size=int(prepared.attention_mask.shape[1]) + max_new)
-    rope = rope_tables(lm.text_config, jnp.asarray(pos))
-    q, keys = last_query_and_keys(lm.layers[layer], x, rope, jnp.asarray([n - 1]))
-    q, keys = np.asarray(q[0], np.float64), np.asarray(keys[0], np.float64)  # [H, hd], [n, Hkv, hd]
+    add = None if adds is None else [np.asarray(a)[b, rows][None] for a in adds]
+    causal = np.tril(np.ones((n, n), bool))
+    layers = lm.text_config.num_hidden_layers
+    size = int(prepared.attention_mask.shape[1]) + max_new
+    states, _ = _run(lm, x, pos, [causal] * layers, [np.zeros((n, n))] * layers, add, size)
+    # The layer's projections at the padded size (one compilation), real rows read back after.
+    q, keys = _query_and_keys(lm, _pad(states[layer], size, 1), _pad(pos, size, -1), n - 1, layer=layer)
+    q, keys = np.asarray(q[0], np.float64), np.asarray(keys[0, :n], np.float64)  # [H, hd], [n, Hkv, hd]
     heads, kv_heads = q.shape[0], keys.shape[1]
     logits = np.stack([keys[:, h // (heads // kv_heads)] @ q[h] for h in range(heads)]) / np.sqrt(q.shape[1])
     attn = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -160,3 +181,20 @@ def fastv_choice(lm, prepared, b: int, layer: int, k: int, max_new: int = 0) -> 
     where = np.searchsorted(rows, visual)
     order = sorted(np.flatnonzero(~newline), key=lambda i: (-attn[where[i]], i))
     return np.sort(np.concatenate([visual[order[:k]], visual[newline]]))
+
+
+def tome_embeds(prepared, b: int, k: int):
+    """Sample b's embeddings [T, D] after ToMe on its real non-newline visual tokens alone (no
+    padding slots): each surviving token's row holds the size-weighted mean it represents.
+    -> (embeds, survivors' sequence positions, sorted)."""
+    from jax_pruning.methods import tome
+
+    vt = prepared.visual
+    embeds = np.array(prepared.inputs_embeds[b])
+    content = np.asarray(vt.valid[b]) & (np.asarray(vt.kind[b]) != KIND_NEWLINE)
+    where = np.asarray(vt.index[b])[content]
+    merged, _, index, slot_valid = tome.merge(embeds[where], k)
+    slot_valid = np.asarray(slot_valid)
+    survivors = where[np.asarray(index)[slot_valid]]
+    embeds[survivors] = np.asarray(merged)[slot_valid]
+    return embeds, np.sort(survivors)

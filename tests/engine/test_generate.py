@@ -7,18 +7,51 @@ import pytest
 import torch
 
 import jax_pruning as jp
-from jax_pruning.engine import generate
+from jax_pruning.engine import CANDIDATE, DROPPED, KEPT, generate
+from jax_pruning.engine.staging import stage
 from tests.engine import families as F
+from tests.engine import reference as R
 from tests.engine.families import NEW
 
 torch.set_num_threads(1)
 MULTI_RES = ("mr_pruner", "gprune")
 METHODS = ("mr_pruner", "gprune", "tome", "random", "fastv", "hilo")
-OPTIONS = {"fastv": dict(layer=1), "hilo": dict(removal_layer=1)}
+OPTIONS = {"fastv": dict(layer=1), "hilo": dict(removal_layer=1, bias=0.7), "random": dict(seed=3)}
 
 
 def methods_for(family):
     return METHODS if family == "llava_next" else tuple(m for m in METHODS if m not in MULTI_RES)
+
+
+def variants_for(family):
+    """Pruners at keep_ratio 0.3 (+ Hi-Lo with its merge stage off)."""
+    specs = [jp.pruner(name, keep_ratio=0.3, **OPTIONS.get(name, {})) for name in methods_for(family)]
+    return specs + [jp.pruner("hilo", keep_ratio=0.3, removal_layer=1, merge=False)]
+
+
+def check_against_reference(model, inputs, spec, out):
+    """out.tokens == the cache-free reference (tests/engine/reference.py) given the engine's labels;
+    FastV's and ToMe's choices recomputed from their definitions."""
+    prepared = stage(model, inputs, 0)
+    lm = model.language_model
+    mode = {"fastv": "fastv", "hilo": "hilo"}.get(spec.name, "pre")
+    split = {"fastv": OPTIONS["fastv"]["layer"], "hilo": 1}.get(spec.name, 0)
+    vt = prepared.visual
+    real = out.stats["visual_tokens_before"] - out.stats["newlines"]
+    for b in range(len(out.tokens)):
+        kept = np.sort(np.asarray(vt.index[b])[out.visual_labels[b] == KEPT])
+        k = int(np.floor(spec.keep_ratio * real[b]))
+        embeds = None
+        if spec.name == "tome":
+            embeds, survivors = R.tome_embeds(prepared, b, k)
+            newline = np.asarray(vt.index[b])[np.asarray(vt.valid[b]) & (np.asarray(vt.kind[b]) == 2)]
+            np.testing.assert_array_equal(np.setdiff1d(kept, newline), survivors, err_msg="ToMe survivors")
+        if spec.name == "fastv":
+            np.testing.assert_array_equal(kept, R.fastv_choice(lm, prepared, b, split, k, NEW))
+        want = R.generate_one(lm, prepared, out.visual_labels, b, NEW, mode=mode, split=split,
+                              merge=spec.name != "hilo" or spec.merge, bias=float(spec.options.get("bias", 0.0)),
+                              inputs_embeds=embeds)
+        np.testing.assert_array_equal(out.tokens[b], want, err_msg=f"{spec} sample {b} vs reference")
 
 
 def test_unpruned_equals_hf_greedy_generation(family_setup):
@@ -52,19 +85,22 @@ def test_keep_everything_equals_unpruned(family_setup):
         np.testing.assert_array_equal(out.tokens, unpruned.tokens, err_msg=name)
 
 
-def test_each_method_sees_its_budget_and_saves_flops(family_setup):
+def test_each_method_sees_its_budget_and_matches_the_reference(family_setup):
+    """keep_ratio 0.3: exact visual counts, KV cache = text + kept, FLOPs fall, and the tokens equal the
+    cache-free reference of the spec (so pruned prefill + decoding over the pruned cache is right)."""
     family, _, model, inputs, unpruned = family_setup
     text = inputs["attention_mask"].sum(axis=1) - unpruned.stats["visual_tokens_before"]
-    for name in methods_for(family):
-        spec = jp.pruner(name, keep_ratio=0.3, **OPTIONS.get(name, {}))
+    assert (KEPT, DROPPED, CANDIDATE) == (R.KEPT, R.DROPPED, R.CANDIDATE)
+    for spec in variants_for(family):
+        name = spec.name
         out = generate(model, inputs, spec, NEW, eos_token_id=[])
         seen = out.visual_tokens
         before = out.stats["visual_tokens_before"]
         assert (seen < before).all() and (seen > 0).all(), (name, seen, before)
         np.testing.assert_array_equal(seen, expected_seen(name, 0.3, out.visual), err_msg=name)
         labels = out.visual_labels
-        np.testing.assert_array_equal((labels == 1).sum(axis=1), seen, err_msg=name)
-        assert ((labels == 2).sum(axis=1) == (out.stats["candidates"] if name == "hilo" else 0)).all(), name
+        np.testing.assert_array_equal((labels == KEPT).sum(axis=1), seen, err_msg=name)
+        assert ((labels == CANDIDATE).sum(axis=1) == (out.stats["candidates"] if name == "hilo" else 0)).all(), name
         last_cache = out.stats["kv_cache_tokens"][-1]
         np.testing.assert_array_equal(last_cache, text + seen, err_msg=f"{name}: KV cache != text + kept")
         if name == "fastv":  # layers below K keep the full cache
@@ -74,6 +110,7 @@ def test_each_method_sees_its_budget_and_saves_flops(family_setup):
             assert (out.stats["candidates"] > 0).all()
         assert out.stats["llm_flops"] < 0.8 * unpruned.stats["llm_flops"], name
         assert out.tokens.shape == (2, NEW)
+        check_against_reference(model, inputs, spec, out)
 
 
 def test_single_resolution_models_refuse_multi_resolution_methods(family_setup):
