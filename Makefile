@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/jaxprune demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 bench-ops: $(STAMP)
 	$(PY) benchmarks/ops.py
