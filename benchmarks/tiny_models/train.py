@@ -37,6 +37,7 @@ class Recipe:
     grad_clip: float = 1.0
     seed: int = 0
     max_images: int | None = None  # None: the whole training split (4000 images)
+    augment: bool = False  # random flips / 90-degree turns: easy-VQA answers do not depend on orientation
 
 
 def model_class(family: str):
@@ -61,6 +62,16 @@ def answer_loss(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tenso
     chosen, wanted = pred[keep], target[keep]  # [N, V], [N]
     loss = torch.nn.functional.cross_entropy(chosen, wanted)
     return loss, (chosen.argmax(-1) == wanted).float().mean()
+
+
+def orient(image, which: int):
+    """One of the 8 flips/turns of the square (0 = unchanged)."""
+    from PIL import Image
+
+    ops = [None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_90,
+           Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270, Image.Transpose.TRANSPOSE,
+           Image.Transpose.TRANSVERSE]
+    return image if ops[which] is None else image.transpose(ops[which])
 
 
 def lr_at(step: int, total: int, recipe: Recipe) -> float:
@@ -119,7 +130,10 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
                 perm = rng.permutation(len(s.questions))
                 texts.append(processor.tokenizer.apply_chat_template(
                     conversation([s.questions[j] for j in perm], [s.answers[j] for j in perm]), tokenize=False))
-            batch = processor([load_image(s.path) for s in chosen], texts)
+            images = [load_image(s.path) for s in chosen]
+            if recipe.augment:
+                images = [orient(im, int(rng.integers(8))) for im in images]
+            batch = processor(images, texts)
             mask = torch.as_tensor(answer_mask(batch["input_ids"], prompt_ids, eos_id) & (batch["attention_mask"] > 0))
             inputs = to_model_inputs(batch, family)
             for group in optimizer.param_groups:
@@ -157,12 +171,13 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=Recipe.seed)
     parser.add_argument("--max-images", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--augment", action="store_true", help="random flips / 90-degree turns of the images")
     parser.add_argument("--init-from", default=None, help="continue from the weights of this folder")
     parser.add_argument("--log", default=None, help="write the run stats (JSON) here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     recipe = Recipe(epochs=args.epochs, batch_images=args.batch_images, lr=args.lr, seed=args.seed,
-                    max_images=args.max_images)
+                    max_images=args.max_images, augment=args.augment)
     stats = train(args.family, args.out_dir, recipe, init_from=args.init_from)
     print(json.dumps({k: v for k, v in stats.items() if k != "log"}))
     if args.log:
