@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jax_pruning.engine.prefill import TRACES, Segment
+from jax_pruning.engine.prefill import Segment
+from jax_pruning.engine.traces import TRACES
 from models.decoder import TextModel, run_layers
 from models.rope import rope_tables
 

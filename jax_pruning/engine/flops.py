@@ -1,5 +1,5 @@
-"""Analytic FLOPs of a prefill: vision tower, projector/merger, every LLM layer with the tokens
-it really processes, the head (last position only) and the pruning op.
+"""Analytic FLOPs of a prefill: vision tower, projector/merger (flops_vision.py), every LLM layer
+with the tokens it really processes, the head (last position only) and the pruning op.
 
 Matmuls count 2·m·n·k; attention counts the dense n x n score and value
 products a fused kernel computes (no causal halving). Elementwise ops, norms
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.visual_tokens import KIND_NEWLINE
+from jax_pruning.engine.flops_vision import vision_flops  # noqa: F401  (re-exported: flops.vision_flops)
 
 
 def llm_layer_flops(text, n: np.ndarray | int, keys: np.ndarray | int | None = None):
@@ -28,34 +28,6 @@ def llm_layer_flops(text, n: np.ndarray | int, keys: np.ndarray | int | None = N
 
 def head_flops(text, batch: int = 1):
     return 2 * batch * text.hidden_size * text.vocab_size
-
-
-def _vit_flops(tokens: np.ndarray, hidden: int, intermediate: int, layers: int, gated: bool = False):
-    mlp = (3 if gated else 2) * 2 * tokens * hidden * intermediate
-    return layers * (2 * tokens * 4 * hidden * hidden + 4 * tokens * tokens * hidden + mlp)
-
-
-def vision_flops(config, tokens) -> tuple[np.ndarray, np.ndarray]:
-    """(tower, projector/merger) FLOPs per sample [B] from the visual tokens each sample holds."""
-    valid = np.asarray(tokens.valid)
-    content = (valid & (np.asarray(tokens.kind) != KIND_NEWLINE)).sum(axis=1)
-    text_width = config.text.hidden_size
-    v = config.vision
-    if config.model_type == "llava_next":
-        tower = v.tower
-        per_crop = tower.num_patches + 1
-        crops = np.ceil(content / tower.num_patches)  # base + tiles (tiles after unpad: an estimate)
-        depth = max(i % (tower.num_hidden_layers + 1) for i in v.resolved_feature_layers)
-        vit = crops * _vit_flops(per_crop, tower.hidden_size, tower.intermediate_size, depth)
-        projector = 2 * content * (v.projector_in_features * text_width + text_width * text_width)
-        return vit, projector
-    merge = v.spatial_merge_size ** 2
-    patches = content * merge
-    gated = config.model_type == "qwen2_5_vl"
-    vit = np.asarray([_vit_flops(p, v.hidden_size, v.intermediate_size, v.depth, gated) for p in patches], float)
-    merged_width = v.hidden_size * merge
-    merger = 2 * content * (merged_width * merged_width + merged_width * text_width)
-    return vit, merger
 
 
 def prune_flops(spec, n: np.ndarray, width: int, text) -> np.ndarray:
@@ -74,8 +46,10 @@ def prune_flops(spec, n: np.ndarray, width: int, text) -> np.ndarray:
     return 2.0 * n * text.num_attention_heads * text.head_dim  # fastv: one query row
 
 
-def prefill_flops(config, tokens, budgets, text_tokens: np.ndarray, mode: str, split: int, spec=None) -> dict:
-    """FLOPs of one generate call's prefill, per sample and in total (dict for `out.stats`)."""
+def prefill_flops(config, tokens, budgets, text_tokens: np.ndarray, mode: str, split: int, spec=None,
+                  inputs: dict | None = None) -> dict:
+    """FLOPs of one generate call's prefill, per sample and in total (dict for `out.stats`).
+    inputs: the processor outputs (image sizes / grids give exact vision-tower counts)."""
     t = config.text
     seen = text_tokens + budgets.seen
     first = seen + (budgets.candidates if mode == "hilo" else 0)
@@ -83,7 +57,7 @@ def prefill_flops(config, tokens, budgets, text_tokens: np.ndarray, mode: str, s
         first = text_tokens + budgets.real + budgets.newlines
     n_layers = t.num_hidden_layers
     llm = split * llm_layer_flops(t, first) + (n_layers - split) * llm_layer_flops(t, seen) + head_flops(t)
-    tower, projector = vision_flops(config, tokens)
+    tower, projector = vision_flops(config, tokens, inputs)
     pruning = prune_flops(spec, (budgets.real + budgets.newlines).astype(float), t.hidden_size, t)
     total = llm + tower + projector + pruning
     return {

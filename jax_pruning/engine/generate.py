@@ -21,7 +21,8 @@ from jax_pruning.engine import flops as flops_model
 from jax_pruning.engine.budgets import compute_budgets
 from jax_pruning.engine.buckets import bucket
 from jax_pruning.engine.decode import decode
-from jax_pruning.engine.prefill import TRACES, prefill, segment_layout
+from jax_pruning.engine.prefill import prefill, segment_layout
+from jax_pruning.engine.traces import compile_count
 from jax_pruning.engine.select import global_rows, select_masks, tome_merge
 from jax_pruning.engine.staging import stage
 from jax_pruning.registry import PrunerSpec
@@ -39,11 +40,6 @@ class GenerateOutput:
     stats: dict
     visual: object = None  # the model's VisualTokens map (grids, kinds, rows, cols) of this batch
     visual_labels: np.ndarray | None = None  # int8 [B, Nv]: KEPT / DROPPED / CANDIDATE per visual slot
-
-
-def compile_count() -> dict[str, int]:
-    """How many times the prefill and decode functions were traced (= compiled) so far."""
-    return dict(TRACES)
 
 
 def _mode(spec: PrunerSpec | None, n_layers: int) -> tuple[str, int]:
@@ -177,6 +173,6 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
         "sequence_slots": (length0, length1),
         "compiles": compile_count(),
         "kv_cache_tokens": kv_cache_tokens,
-        **flops_model.prefill_flops(config, vt, budgets, text, mode, split, pruner),
+        **flops_model.prefill_flops(config, vt, budgets, text, mode, split, pruner, inputs),
     }
     return GenerateOutput(tokens=tokens, visual_tokens=visual_seen, stats=stats, visual=vt, visual_labels=labels)

@@ -26,11 +26,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jax_pruning.engine.traces import TRACES
 from jax_pruning.methods import fastv
 from models.decoder import KVCache, TextModel, causal_mask, last_query_and_keys, run_layers
 from models.rope import rope_tables
 
-TRACES = {"prefill": 0, "decode": 0}
 
 
 class Segment(NamedTuple):

@@ -6,7 +6,9 @@ budgets from `budgets.py` (traced, so one compilation serves every budget).
 Newline tokens (LLaVA-NeXT) are always kept and never scored.
 ToMe's merge schedule is static in k, so it runs once per distinct budget
 (samples sharing a budget are vmapped together) and rewrites the features of
-the tokens it keeps with the merged averages.
+the tokens it keeps with the merged averages. That is the one place where an
+evaluation compiles per distinct budget rather than per bucket (counted as
+"tome" in `compile_count()`; a traced-target ToMe would remove it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax_pruning.engine.traces import TRACES
 from jax_pruning.methods import gprune, hilo, mr_pruner, random as random_method, tome
 from jax_pruning.registry import PrunerSpec
 from models.visual_tokens import KIND_BASE, KIND_NEWLINE, KIND_TILE
@@ -72,6 +75,7 @@ def _one_sample(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, keep
 @functools.partial(jax.jit, static_argnames="spec")
 def select_masks(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, keep_high, cand):
     """[B, Nv, D] features + [B, Nv] maps + [B] budgets -> keep, candidate masks [B, Nv]."""
+    TRACES["select"] += 1
     sample = jnp.arange(x.shape[0])
     one = functools.partial(_one_sample, spec)
     return jax.vmap(one)(x, valid, kind, row, col, keep, keep_low, keep_high, cand, sample)
@@ -79,6 +83,7 @@ def select_masks(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, kee
 
 @functools.partial(jax.jit, static_argnames="k")
 def _tome_group(x, content, k: int):
+    TRACES["tome"] += 1
     def one(xs, valid):
         merged, _, index, slot_valid = tome.merge(xs, k, valid=valid)
         keep = jnp.zeros(xs.shape[0], bool).at[index].max(slot_valid)

@@ -24,9 +24,12 @@ def methods_for(family):
 
 
 def variants_for(family):
-    """Pruners at keep_ratio 0.3 (+ Hi-Lo with its merge stage off)."""
+    """Pruners at keep_ratio 0.3, + Hi-Lo with its merge stage off on LLaVA-NeXT (1-D positions, newlines)
+    and Qwen3-VL (M-RoPE, deepstack) — the other two families share Qwen2's decoder path."""
     specs = [jp.pruner(name, keep_ratio=0.3, **OPTIONS.get(name, {})) for name in methods_for(family)]
-    return specs + [jp.pruner("hilo", keep_ratio=0.3, removal_layer=1, merge=False)]
+    if family in ("llava_next", "qwen3_vl"):
+        specs.append(jp.pruner("hilo", keep_ratio=0.3, removal_layer=1, merge=False))
+    return specs
 
 
 def check_against_reference(model, inputs, spec, out):

@@ -54,6 +54,7 @@ def test_twenty_samples_five_sizes_compile_once_per_bucket(qwen):
     prefills = after["prefill"] - before["prefill"]
     assert prefills == len(shapes) <= 2, (prefills, shapes)
     assert after["decode"] - before["decode"] <= len(shapes)
+    assert after["select"] - before["select"] <= len(shapes)  # Hi-Lo's selection: once per visual bucket
 
 
 @pytest.mark.parametrize("mode,split", [("pre", 0), ("fastv", 1), ("hilo", 1)])
