@@ -61,7 +61,11 @@ def qwen_image_flops(vision, text_width: int, family: str, t: int, h: int, w: in
 
 
 def _images_per_sample(tokens) -> list[int]:
-    valid, image = np.asarray(tokens.valid), np.asarray(tokens.image)
+    """Images per sample; a token map without image ids counts one image per non-empty sample."""
+    valid = np.asarray(tokens.valid)
+    if getattr(tokens, "image", None) is None:
+        return [int(v.any()) for v in valid]
+    image = np.asarray(tokens.image)
     return [len(np.unique(image[b][valid[b]])) for b in range(valid.shape[0])]
 
 
