@@ -19,6 +19,16 @@ from jax_pruning.registry import PrunerSpec
 from models.visual_tokens import KIND_BASE, KIND_NEWLINE, KIND_TILE, VisualTokens
 
 
+MULTI_RESOLUTION = ("mr_pruner", "gprune")
+
+
+def multi_resolution_error(name: str) -> ValueError:
+    return ValueError(
+        f"{name} is a multi-resolution method (base image + anyres tiles, LLaVA-NeXT); this model's "
+        f"visual tokens have a single resolution. Use hilo, fastv, tome or random."
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Budgets:
     """Per-sample counts [B] (int32): what the selection keeps and what the LLM will see."""
@@ -66,11 +76,8 @@ def compute_budgets(spec: PrunerSpec | None, tokens: VisualTokens) -> Budgets:
         return Budgets(real, zeros, zeros, zeros, newline, real)
     ratio = float(spec.keep_ratio)
     low = high = cand = zeros
-    if spec.name in ("mr_pruner", "gprune") and not tile.any() and not newline.any():
-        raise ValueError(
-            f"{spec.name} is a multi-resolution method (base image + anyres tiles, LLaVA-NeXT); this "
-            f"model's visual tokens have a single resolution. Use hilo, fastv, tome or random."
-        )
+    if spec.name in MULTI_RESOLUTION and real.any() and not tile.any() and not newline.any():
+        raise multi_resolution_error(spec.name)
     if spec.name == "mr_pruner":
         if spec.variant == "official":
             keep = np.minimum(_official_totals(ratio, tokens), real)

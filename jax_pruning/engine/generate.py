@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jax_pruning.engine import flops as flops_model
-from jax_pruning.engine.budgets import compute_budgets
+from jax_pruning.engine.budgets import MULTI_RESOLUTION, compute_budgets, multi_resolution_error
 from jax_pruning.engine.buckets import bucket
 from jax_pruning.engine.decode import decode
 from jax_pruning.engine.prefill import prefill, segment_layout
@@ -101,7 +102,14 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
         raise ValueError(f"generate: max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
     if pruner is not None and not isinstance(pruner, PrunerSpec):
         raise ValueError(f"generate: pruner must come from jax_pruning.pruner(...) or be None, got {pruner!r}")
+    if not (hasattr(model, "prepare") and hasattr(model, "language_model")):
+        raise ValueError(f"generate: model must be a multimodal model from models.load (with prepare and "
+                         f"language_model), got {type(model).__name__}")
+    if not isinstance(inputs, Mapping):
+        raise ValueError(f"generate: inputs must be a dict of processor outputs, got {type(inputs).__name__}")
     config = model.config
+    if pruner is not None and pruner.name in MULTI_RESOLUTION and config.model_type != "llava_next":
+        raise multi_resolution_error(pruner.name)  # whatever this batch holds
     lm = model.language_model
     n_layers = config.text.num_hidden_layers
     eos = tuple(int(e) for e in np.atleast_1d(eos_token_id)) if eos_token_id is not None else config.eos_token_id

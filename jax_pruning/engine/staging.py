@@ -53,6 +53,17 @@ def qwen_capacities(model, inputs: dict) -> dict:
     return caps
 
 
+def _check_image_inputs(model, inputs: dict) -> None:
+    """Image tokens need pixels, pixels need their sizes: say which key is missing, by name."""
+    sizes_key = "image_sizes" if model.config.model_type == "llava_next" else "image_grid_thw"
+    has_pixels = inputs.get("pixel_values") is not None
+    if has_pixels and inputs.get(sizes_key) is None:
+        raise ValueError(f"generate: inputs have pixel_values but lack {sizes_key!r} (the processor returns it)")
+    image_tokens = int((np.asarray(inputs["input_ids"]) == model.config.image_token_id).sum())
+    if image_tokens and not has_pixels:
+        raise ValueError(f"generate: input_ids hold {image_tokens} image tokens but inputs lack 'pixel_values'")
+
+
 def stage(model, inputs: dict, pad_id: int):
     """Processor outputs -> (PreparedInputs at bucketed shapes, original batch size)."""
     missing = [k for k in REQUIRED if k not in inputs]
@@ -61,6 +72,7 @@ def stage(model, inputs: dict, pad_id: int):
     if not hasattr(model, "prepare"):
         raise ValueError("generate: the model has no `prepare` (a multimodal model from models.load is needed)")
     inputs = dict(inputs)
+    _check_image_inputs(model, inputs)
     ids = np.asarray(inputs["input_ids"])
     mask = np.asarray(inputs.get("attention_mask", np.ones_like(ids)))
     inputs["input_ids"], inputs["attention_mask"] = pad_text_left(ids, mask, bucket(ids.shape[1], 16), pad_id)

@@ -140,12 +140,21 @@ def test_eos_stops_and_pads_like_hf(family_setup):
 
 
 def test_bad_arguments_are_named(family_setup):
-    _, _, model, inputs, _ = family_setup
+    family, _, model, inputs, _ = family_setup
     with pytest.raises(ValueError, match="max_new_tokens"):
         generate(model, inputs, None, 0)
     with pytest.raises(ValueError, match="inputs lack"):
         generate(model, {"attention_mask": inputs["attention_mask"]}, None, 2)
+    sizes_key = "image_sizes" if family == "llava_next" else "image_grid_thw"
+    with pytest.raises(ValueError, match=sizes_key):
+        generate(model, {k: v for k, v in inputs.items() if k != sizes_key}, None, 2)
+    with pytest.raises(ValueError, match="lack 'pixel_values'"):
+        generate(model, {k: v for k, v in inputs.items() if k not in ("pixel_values", sizes_key)}, None, 2)
     with pytest.raises(ValueError, match="fastv: layer=9"):
         generate(model, inputs, jp.pruner("fastv", keep_ratio=0.5, layer=9), 2)
     with pytest.raises(ValueError, match="pruner must come from"):
         generate(model, inputs, "hilo", 2)
+    with pytest.raises(ValueError, match="model must be a multimodal model"):
+        generate(model.language_model, inputs, None, 2)
+    with pytest.raises(ValueError, match="inputs must be a dict"):
+        generate(model, list(inputs.values()), None, 2)
