@@ -68,7 +68,9 @@ class Processor:
         if self.model_type in QWEN_TYPES:
             from models.qwen_inputs import prepare_qwen_inputs
 
-            return prepare_qwen_inputs(texts, images, tokenizer=self.tokenizer, image_processor=self.image_processor)
+            out = prepare_qwen_inputs(texts, images, tokenizer=self.tokenizer, image_processor=self.image_processor)
+            out.pop("images_per_sample", None)  # bookkeeping of the helper, not a processor output
+            return out
         self.tokenizer.padding_side = "left"  # batched greedy decoding needs left padding
         out = self.hf_processor(images=images, text=texts, padding=True, return_tensors="np")
         return {k: np.asarray(v) for k, v in out.items()}
