@@ -269,11 +269,12 @@ def main(argv=None) -> dict:
     settings = {"repeats": args.repeats, "torch_threads": args.threads, "jax": jax.__version__,
                 "torch": torch.__version__, "dtype": "float32", "batch": 1, "max_new_tokens": 1,
                 "load_start": report.loadavg()}
+    real = [] if args.no_real else [shapes.flop_bound(n) for n in shapes.REAL]
+    settings["engine_commit"] = report.git_commit()
     start = time.perf_counter()
     presets = [bench_preset(p, args.methods, args.keeps, args.repeats, not args.no_hf) for p in args.presets]
     settings["load_end"] = report.loadavg()
     settings["wall_seconds"] = time.perf_counter() - start
-    real = [] if args.no_real else [shapes.flop_bound(n) for n in shapes.REAL]
     payload = {"settings": settings, "presets": presets, "real_flop_bounds": real}
     folder = report.write("prefill", payload, report.prefill_markdown, args.out, args.merge)
     print(report.prefill_markdown(payload))

@@ -22,6 +22,17 @@ def loadavg() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
+def git_commit() -> str:
+    """HEAD of the repository (the engine code a run measured; the tree may hold uncommitted changes)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def _plain(value):
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
@@ -93,14 +104,13 @@ def prefill_markdown(payload: dict) -> str:
                              f"{h['hf_ms']:.1f} | {h['ours_over_hf']:.2f} |")
         lines.append("")
     lines += ["## Real model shapes: analytic prefill FLOP bounds (abstract models, nothing allocated)", "",
-              "| model | params | visual tokens | vision count | keep | tokens seen | FLOP bound | vision share |",
-              "|---|---:|---:|---|---:|---:|---:|---:|"]
+              "| model | params | visual tokens | vision share of unpruned prefill FLOPs | keep | tokens seen "
+              "| FLOP bound |", "|---|---:|---:|---:|---:|---:|---:|"]
     for b in payload.get("real_flop_bounds", []):
         for r in b["rows"]:
-            share = r.get("vision_share_of_unpruned")
             lines.append(f"| {b['preset']} | {b['parameters'] / 1e9:.2f} B | {b['visual_tokens']} | "
-                         f"{r['vision_count']} | {r['keep_ratio']} | {r['visual_tokens_seen']} | "
-                         f"{r['flop_bound']:.2f}x | {'' if share is None else f'{100 * share:.1f}%'} |")
+                         f"{100 * b['vision_share_of_unpruned']:.1f}% | {r['keep_ratio']} | "
+                         f"{r['visual_tokens_seen']} | {r['flop_bound']:.2f}x |")
     lines += ["", f"Keep 0 = the cap (no visual token left). Text tokens: {payload['real_flop_bounds'][0]['text_tokens']}"
               " per prompt." if payload.get("real_flop_bounds") else "", "",
               "Produced by `python benchmarks/prefill.py`; raw times in prefill.json.", ""]
@@ -157,7 +167,7 @@ def readme_table(folder: Path) -> str:
             for r in b["rows"]:
                 if r["keep_ratio"] in (0.1, 0.0):
                     what = "cap" if r["keep_ratio"] == 0.0 else "keep 0.1"
-                    lines.append(f"| {b['preset']} (analytic) | FLOP bound {what} ({r['vision_count']}) | "
+                    lines.append(f"| {b['preset']} (analytic) | FLOP bound {what} | "
                                  f"{r['flop_bound']:.2f}x | |")
     throughput = folder / "throughput.json"
     if throughput.is_file():

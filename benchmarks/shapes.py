@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from pathlib import Path
 
 import numpy as np
 
@@ -190,18 +189,6 @@ def _tokens(content: int, newlines: int):
     return types.SimpleNamespace(valid=np.ones_like(kind, bool), kind=kind)
 
 
-def qwen25_windowed_vision_flops(vision, patches: int) -> float:
-    """Qwen2.5-VL tower with its window attention (engine's flops.py counts every layer as full attention)."""
-    window = (vision.window_size // vision.patch_size) ** 2  # patches per window (8x8 = 64)
-    full = set(vision.fullatt_block_indexes)
-    total = 0.0
-    for layer in range(vision.depth):
-        keys = patches if layer in full else min(window, patches)
-        linear = 2 * patches * 4 * vision.hidden_size ** 2 + 3 * 2 * patches * vision.hidden_size * vision.intermediate_size
-        total += linear + 4 * patches * keys * vision.hidden_size
-    return total
-
-
 def flop_bound(name: str, keep_ratios=(0.5, 0.3, 0.1, 0.05), text_tokens: int = PROMPT_TOKENS,
                count_params: bool = True) -> dict:
     """Unpruned / pre-LLM-pruned prefill FLOPs of a real preset, per keep ratio; count_params builds the
@@ -216,10 +203,10 @@ def flop_bound(name: str, keep_ratios=(0.5, 0.3, 0.1, 0.05), text_tokens: int = 
     if count_params:
         params = sum(int(np.prod(s)) for s in flat_param_shapes(abstract_model(config)).values())
     content, newlines = real_visual_tokens(preset)
-    tower, projector = (float(np.sum(x)) for x in flops.vision_flops(config, _tokens(content, newlines)))
-    windowed = None
-    if preset.family == "qwen2_5_vl":
-        windowed = qwen25_windowed_vision_flops(config.vision, content * config.vision.spatial_merge_size ** 2)
+    h, w = preset.image_hw
+    images = {"image_sizes": np.array([[h, w]])} if preset.family == "llava_next" else \
+        {"image_grid_thw": np.array([[1, h // 14, w // 14]])}
+    tower, projector = (float(np.sum(x)) for x in flops.vision_flops(config, _tokens(content, newlines), images))
     t = config.text
 
     def llm(seen):
@@ -230,22 +217,15 @@ def flop_bound(name: str, keep_ratios=(0.5, 0.3, 0.1, 0.05), text_tokens: int = 
             return int(ratio * (content + newlines)) + newlines
         return int(ratio * content)
 
+    unpruned = llm(text_tokens + content + newlines) + tower + projector
     rows = []
-    for vision_name, vision in (("engine flops.py", tower), ("window-aware", windowed)):
-        if vision is None:
-            continue
-        unpruned = llm(text_tokens + content + newlines) + vision + projector
-        for ratio in keep_ratios:
-            pruned = llm(text_tokens + budget(ratio)) + vision + projector
-            rows.append({"vision_count": vision_name, "keep_ratio": ratio, "visual_tokens_seen": budget(ratio),
-                         "unpruned_flops": unpruned, "pruned_flops": pruned, "flop_bound": unpruned / pruned})
-        rows.append({"vision_count": vision_name, "keep_ratio": 0.0, "visual_tokens_seen": 0,
-                     "unpruned_flops": unpruned, "pruned_flops": vision + projector + llm(text_tokens),
-                     "flop_bound": unpruned / (vision + projector + llm(text_tokens)),
-                     "vision_share_of_unpruned": (vision + projector) / unpruned})
+    for ratio in (*keep_ratios, 0.0):  # keep 0: the cap (vision + text only)
+        pruned = llm(text_tokens + budget(ratio)) + tower + projector
+        rows.append({"keep_ratio": ratio, "visual_tokens_seen": budget(ratio),
+                     "unpruned_flops": unpruned, "pruned_flops": pruned, "flop_bound": unpruned / pruned})
     return {"preset": name, "parameters": params, "text_tokens": text_tokens, "visual_tokens": content + newlines,
-            "vision_tower_flops": tower, "vision_tower_flops_windowed": windowed, "projector_flops": projector,
-            "vision_share_of_unpruned": (tower + projector) / (llm(text_tokens + content + newlines) + tower + projector),
+            "vision_tower_flops": tower, "projector_flops": projector,
+            "vision_share_of_unpruned": (tower + projector) / unpruned,
             "rows": rows}
 
 

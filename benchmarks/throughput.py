@@ -91,7 +91,7 @@ def main(argv=None) -> dict:
 
     settings = {"batch": args.batch, "max_new_tokens": args.new_tokens, "prompt_words": args.prompt_words,
                 "keep_ratio": args.keep, "repeats": args.repeats, "jax": jax.__version__,
-                "load_start": report.loadavg()}
+                "load_start": report.loadavg(), "engine_commit": report.git_commit()}
     start = time.perf_counter()
     presets = [bench_preset(p, args.methods, args.keep, args.batch, args.new_tokens, args.prompt_words,
                             args.repeats) for p in args.presets]
