@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job on the embedded default model and easy-VQA")
     p.add_argument("--out", default="jaxprune-demo", help="folder for the table, predictions and plots")
-    p.add_argument("--limit", type=int, default=200, help="easy-VQA test questions per run")
+    p.add_argument("--limit", type=int, default=100, help="easy-VQA test questions per run")
     p.set_defaults(run=_demo)
     return parser
 

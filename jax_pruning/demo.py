@@ -30,7 +30,7 @@ def demo_pruners(methods, n_layers: int, keep_ratios=KEEP_RATIOS) -> list:
     return [None] + [jp.pruner(m, keep_ratio=r, **options.get(m, {})) for m in methods for r in keep_ratios]
 
 
-def run_demo(out_dir: str = "jaxprune-demo", limit: int = 200, batch_size: int = 16) -> int:
+def run_demo(out_dir: str = "jaxprune-demo", limit: int = 100, batch_size: int = 20) -> int:
     import models
     from jax_pruning.eval.datasets import open_dataset
     from jax_pruning.processing import Processor
