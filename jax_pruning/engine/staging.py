@@ -24,15 +24,10 @@ def llava_capacities(model, inputs: dict) -> dict:
         sizes = np.asarray(inputs["image_sizes"]).reshape(-1, 2)
         crops = sum(image_grid(tuple(hw), model.config.vision).num_crops for hw in sizes.tolist())
         caps["crop_capacity"] = bucket(crops, 1)
-        caps["max_images"] = bucket(_max_images(ids, model.config.image_token_id), 1)
+        # Images per sample are only known after planning (adjacent images share one run of image
+        # tokens); the batch's image count bounds them, and only sizes the [B, I] per-image maps.
+        caps["max_images"] = bucket(len(sizes), 1)
     return caps
-
-
-def _max_images(ids: np.ndarray, image_token_id: int) -> int:
-    """Most images in one sample: runs of consecutive image tokens (one run per image)."""
-    is_image = ids == image_token_id
-    starts = is_image & ~np.pad(is_image, ((0, 0), (1, 0)))[:, :-1]
-    return int(starts.sum(axis=1).max(initial=1))
 
 
 def qwen_capacities(model, inputs: dict) -> dict:

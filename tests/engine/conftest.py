@@ -14,10 +14,11 @@ from tests.engine.families import NEW
 
 @pytest.fixture(scope="package", params=F.FAMILIES)
 def family_setup(request, tmp_path_factory):
-    """(family, HF model, our model, a batch of 2 with different images, unpruned output)."""
+    """(family, HF model, our model, a batch of 2 samples holding 2 and 1 images of different sizes,
+    unpruned output)."""
     torch.set_num_threads(1)
     family = request.param
     hf, model = F.build(family, tmp_path_factory.mktemp(family))
-    inputs = F.batch(family)
+    inputs = F.batch(family, **F.MULTI_IMAGE)
     unpruned = generate(model, inputs, None, NEW, eos_token_id=[])
     return family, hf, model, inputs, unpruned

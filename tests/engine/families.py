@@ -19,6 +19,7 @@ QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 HEAD_SCALE = 8.0
 SEED = 2  # with this seed every family's greedy output varies (checked in the tests)
 NEW = 6  # generated tokens per engine test call
+MULTI_IMAGE = dict(sizes=("square", "tall_1to3", "wide_2to1"), images_per_sample=(2, 1))
 
 
 def hf_model(family: str, seed: int = SEED):
@@ -42,14 +43,18 @@ def build(family: str, folder, seed: int = SEED):
     return hf, models.load(folder)
 
 
-def batch(family: str, sizes=("square", "wide_2to1"), words=("w1 w2", "w3 w4 w5 w6")) -> dict:
-    """A left-padded batch, one image per sample (different sizes), as NumPy processor outputs."""
+def batch(family: str, sizes=("square", "wide_2to1"), words=("w1 w2", "w3 w4 w5 w6"), images_per_sample=None) -> dict:
+    """A left-padded batch as NumPy processor outputs: one image per sample by default, else
+    images_per_sample[b] images in sample b (the sizes are taken in order)."""
+    counts = images_per_sample or (1,) * len(words)
+    if sum(counts) != len(sizes):
+        raise ValueError(f"{len(sizes)} image sizes for {sum(counts)} images")
+    tag = "<image>" if family == "llava_next" else QWEN_IMAGE
+    texts = [f"{tag * n} {w}" for n, w in zip(counts, words)]
     if family == "llava_next":
-        texts = [f"<image> {w}" for w in words]
         out = lt.processor()(images=lt.test_images(sizes), text=texts, return_tensors="np", padding=True)
         return {k: np.asarray(v) for k, v in out.items()}
     images = [qt.random_image(*qt.IMAGE_SIZES[name], seed=i) for i, name in enumerate(sizes)]
-    texts = [f"{QWEN_IMAGE} {w}" for w in words]
     out = prepare_qwen_inputs(texts, images, tokenizer=qt.tokenizer(), image_processor=qt.image_processor(family))
     out.pop("images_per_sample", None)
     return out

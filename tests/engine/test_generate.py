@@ -67,12 +67,14 @@ def test_unpruned_equals_hf_greedy_generation(family_setup):
 
 
 def expected_seen(name: str, ratio: float, visual) -> np.ndarray:
-    """Visual tokens the LLM should see per sample, from METHODS.md (one image per sample): keep_ratio of
-    the real tokens; MR-Pruner's official total; G-Prune per resolution; LLaVA newlines on top."""
-    valid, kind = np.asarray(visual.valid), np.asarray(visual.kind)
+    """Visual tokens the LLM should see per sample, from METHODS.md: keep_ratio of the sample's real
+    tokens; MR-Pruner's official total per image (its newlines, one per tile row, count in the base);
+    G-Prune per resolution; LLaVA newlines on top."""
+    valid, kind, image = np.asarray(visual.valid), np.asarray(visual.kind), np.asarray(visual.image)
     base, tile, newline = ((valid & (kind == k)).sum(axis=1) for k in (0, 1, 2))
-    if name == "mr_pruner":  # rows newlines, one per tile row
-        keep = np.floor(ratio * (base + newline + tile))
+    if name == "mr_pruner":
+        keep = np.array([sum(np.floor(ratio * (valid[b] & (image[b] == i)).sum()) for i in np.unique(image[b][valid[b]]))
+                         for b in range(len(valid))])
     elif name == "gprune":
         keep = np.floor(ratio * base) + np.floor(ratio * tile)
     else:
