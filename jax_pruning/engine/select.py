@@ -72,8 +72,24 @@ def _one_sample(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, keep
     raise ValueError(f"no pre-LLM selection for method {spec.name!r}")
 
 
-@functools.partial(jax.jit, static_argnames="spec")
+# Options that only the host-side budgets or the prefill read: normalised away before the
+# spec becomes a static jit argument, so a keep_ratio sweep or a Hi-Lo bias / merge / removal
+# layer ablation reuses one compiled selection.
+_NOT_SELECTION = {"keep_ratio": 1.0, "candidate_ratio": 1.0, "bias": 0.0, "merge": True, "removal_layer": 2}
+
+
+def selection_key(spec: PrunerSpec) -> PrunerSpec:
+    """The spec with every option the selection does not read set to a fixed value."""
+    return spec.replace(**{k: v for k, v in _NOT_SELECTION.items() if k in spec.options})
+
+
 def select_masks(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, keep_high, cand):
+    """[B, Nv, D] features + [B, Nv] maps + [B] budgets -> keep, candidate masks [B, Nv]."""
+    return _select_masks(selection_key(spec), x, valid, kind, row, col, keep, keep_low, keep_high, cand)
+
+
+@functools.partial(jax.jit, static_argnames="spec")
+def _select_masks(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, keep_high, cand):
     """[B, Nv, D] features + [B, Nv] maps + [B] budgets -> keep, candidate masks [B, Nv]."""
     TRACES["select"] += 1
     sample = jnp.arange(x.shape[0])

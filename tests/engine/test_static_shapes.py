@@ -55,6 +55,9 @@ def test_twenty_samples_five_sizes_compile_once_per_bucket(qwen):
     assert prefills == len(shapes) <= 2, (prefills, shapes)
     assert after["decode"] - before["decode"] <= len(shapes)
     assert after["select"] - before["select"] <= len(shapes)  # Hi-Lo's selection: once per visual bucket
+    # Another keep ratio / merge ablation of the same method reuses the compiled selection.
+    generate(qwen, inputs, spec.replace(keep_ratio=0.5, candidate_ratio=0.5, merge=False), 3)
+    assert compile_count()["select"] == after["select"]
 
 
 @pytest.mark.parametrize("mode,split", [("pre", 0), ("fastv", 1), ("hilo", 1)])
