@@ -11,11 +11,11 @@ SUBCOMMANDS = ["convert", "generate", "eval", "bench", "demo"]
 SCRIPT = Path(sys.executable).parent / "jaxprune"  # installed by `pip install -e .`
 
 
-def _run(*args, timeout=120):
+def _run(*args, timeout=120, cwd=None):
     assert SCRIPT.exists(), f"the jaxprune entry point is not installed at {SCRIPT}"
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=Path(__file__).resolve().parents[1])
+                          env=env, cwd=cwd or Path(__file__).resolve().parents[1])
 
 
 def test_top_level_help_lists_every_subcommand():
@@ -37,9 +37,13 @@ def test_unknown_subcommand_fails_with_usage():
     assert result.returncode == 2 and "invalid choice" in result.stderr
 
 
-def test_demo_runs_with_no_arguments():
-    result = _run("demo", timeout=900)
+def test_demo_runs_with_no_arguments(tmp_path):
+    result = _run("demo", timeout=900, cwd=tmp_path)  # writes ./jaxprune-demo
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for name in ("tiny_llava_next", "tiny_qwen2_vl"):
+        assert f"## {name}" in result.stdout
+        assert (tmp_path / "jaxprune-demo" / name / "sweep.md").is_file()
+    assert list((tmp_path / "jaxprune-demo").rglob("*.png")), "no plots written"
 
 
 @pytest.fixture(scope="module")
