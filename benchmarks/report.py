@@ -60,8 +60,12 @@ def write(name: str, payload: dict, render, out: Path | None = None, merge: bool
         kept = [p for p in old.get("presets", []) if p["preset"] not in measured]
         if kept:
             payload["presets"] = kept + payload["presets"]
-            earlier = old.get("earlier_runs", []) + [dict(old["settings"], presets=[p["preset"] for p in kept])]
-            payload["earlier_runs"] = earlier
+            kept_names = {p["preset"] for p in kept}
+            earlier = [dict(e, presets=[n for n in e["presets"] if n in kept_names])
+                       for e in old.get("earlier_runs", [])]
+            from_old_run = [p["preset"] for p in kept if not any(p["preset"] in e["presets"] for e in earlier)]
+            earlier.append(dict(old["settings"], presets=from_old_run))
+            payload["earlier_runs"] = [e for e in earlier if e["presets"]]
     (folder / f"{name}.json").write_text(json.dumps(_plain(payload), indent=1))
     (folder / f"{name}.md").write_text(render(payload))
     return folder
@@ -72,9 +76,10 @@ def _header(payload: dict, title: str) -> list[str]:
     gpu = f", GPU: {', '.join(m['gpus'])}" if m["gpus"] else " (CPU only)"
     return [f"# {title} on {m['cpu']}, {m['cores']} cores{gpu}", "",
             f"Load average (1/5/15 min) at start {s['load_start']}, at end {s['load_end']} (shared machine); "
-            f"jax {s.get('jax', '?')}, torch {s.get('torch', '?')}, float32, random weights.", "",
+            f"jax {s.get('jax', '?')}, torch {s.get('torch', '?')}, float32, random weights, "
+            f"repository HEAD {s.get('engine_commit', '?')}.", "",
             *[f"Presets {', '.join(e['presets'])} come from an earlier run: load at start {e['load_start']}, "
-              f"at end {e['load_end']}." for e in payload.get("earlier_runs", [])], ""]
+              f"at end {e['load_end']}, HEAD {e.get('engine_commit', '?')}." for e in payload.get("earlier_runs", [])], ""]
 
 
 def prefill_markdown(payload: dict) -> str:
