@@ -30,8 +30,17 @@ def head_flops(text, batch: int = 1):
     return 2 * batch * text.hidden_size * text.vocab_size
 
 
-def prune_flops(spec, n: np.ndarray, width: int, text) -> np.ndarray:
-    """The pruning op's own FLOPs per sample (graph products, matching, one FastV score row)."""
+def fastv_score_flops(text, tokens):
+    """FastV at layer K: the layer's keys for all `tokens` (recomputed beside the layer's own
+    attention), the last prompt token's query, and its one score row q_last . K^T."""
+    q_width, kv_width = text.num_attention_heads * text.head_dim, text.num_key_value_heads * text.head_dim
+    return 2.0 * np.multiply(tokens, text.hidden_size * kv_width) + 2.0 * text.hidden_size * q_width \
+        + 2.0 * np.multiply(tokens, q_width)
+
+
+def prune_flops(spec, n: np.ndarray, width: int, text, tokens=None) -> np.ndarray:
+    """The pruning op's own FLOPs per sample (graph products, matching, FastV's score row).
+    n: visual tokens; tokens: all prompt tokens (FastV scores over every key)."""
     if spec is None or spec.name == "random":
         return np.zeros_like(n, dtype=float)
     graph = 2.0 * n * n * width
@@ -43,7 +52,7 @@ def prune_flops(spec, n: np.ndarray, width: int, text) -> np.ndarray:
         return 2 * graph  # windowed graph + max-similarity to R (upper bounds)
     if spec.name == "tome":
         return graph  # halving steps: n^2/4 + n^2/16 + ... < n^2 / 3 matchings of width d
-    return 2.0 * n * text.num_attention_heads * text.head_dim  # fastv: one query row
+    return fastv_score_flops(text, n if tokens is None else tokens)
 
 
 def prefill_flops(config, tokens, budgets, text_tokens: np.ndarray, mode: str, split: int, spec=None,
@@ -58,7 +67,8 @@ def prefill_flops(config, tokens, budgets, text_tokens: np.ndarray, mode: str, s
     n_layers = t.num_hidden_layers
     llm = split * llm_layer_flops(t, first) + (n_layers - split) * llm_layer_flops(t, seen) + head_flops(t)
     tower, projector = vision_flops(config, tokens, inputs)
-    pruning = prune_flops(spec, (budgets.real + budgets.newlines).astype(float), t.hidden_size, t)
+    visual = (budgets.real + budgets.newlines).astype(float)
+    pruning = prune_flops(spec, visual, t.hidden_size, t, tokens=text_tokens + visual)
     total = llm + tower + projector + pruning
     return {
         "prefill_flops": float(np.sum(total)),
@@ -71,8 +81,10 @@ def prefill_flops(config, tokens, budgets, text_tokens: np.ndarray, mode: str, s
     }
 
 
-def static_llm_flops(text, batch: int, length0: int, length1: int, split: int) -> float:
+def static_llm_flops(text, batch: int, length0: int, length1: int, split: int, mode: str = "pre") -> float:
     """FLOPs of the compiled LLM prefill at its padded shapes (what XLA's cost analysis counts)."""
     n_layers = text.num_hidden_layers
     per_sample = split * llm_layer_flops(text, length0) + (n_layers - split) * llm_layer_flops(text, length1)
+    if mode == "fastv":
+        per_sample += fastv_score_flops(text, length0)
     return float(batch * per_sample + head_flops(text, batch))

@@ -84,6 +84,6 @@ def test_analytic_llm_flops_match_xla_cost_analysis(qwen, mode, split):
             jnp.asarray(vt.valid), jnp.asarray(vt.image), keep, cand, jnp.zeros_like(keep), jnp.full((2,), 3, jnp.int32))
     cost = jax.jit(run).lower(state, *args).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    want = static_llm_flops(lm.text_config, 2, length0, length1, split)
+    want = static_llm_flops(lm.text_config, 2, length0, length1, split, mode)
     assert abs(cost["flops"] - want) <= 0.10 * want, (cost["flops"], want)
     assert set(statics) == set(PREFILL_STATIC)
