@@ -6,6 +6,17 @@
     out.stats           # timings, FLOPs, budgets, compile counts
 
 pruner=None is the unpruned model: the same tokens as HF `generate` (greedy).
+
+What each method does here (budgets.py: counts; select.py: which tokens; prefill.py: where):
+  mr_pruner, gprune  LLaVA-NeXT only (ValueError elsewhere): base (kind 0) vs tiles (kind 1),
+                     before the LLM; newlines always kept, not counted in k.
+  tome, random       before the LLM, any family (ToMe rewrites survivors with merged means).
+  hilo               stage 1 before the LLM -> R, C; layers < L see text + R + C under its mask
+                     (+ bias), C leaves the hidden states and every cache at L. candidates=False
+                     (or candidate_ratio 0, or L = 0) is plain pre-LLM pruning.
+  fastv              full prompt in layers < K, top-k by the last prompt token's attention at K.
+With several images in a sample, a method runs over the sample's tokens together (budgets add up
+per image for MR-Pruner; Hi-Lo's windows and its R -> C merge never cross images).
 """
 
 from __future__ import annotations
