@@ -38,6 +38,7 @@ class Recipe:
     seed: int = 0
     max_images: int | None = None  # None: the whole training split (4000 images)
     augment: bool = False  # random flips / 90-degree turns: easy-VQA answers do not depend on orientation
+    vision_pretrain_epochs: int = 0  # stage 1 (vision_pretrain.py): shape/colour heads on the image features
 
 
 def model_class(family: str):
@@ -117,6 +118,12 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
     )
     rng = np.random.default_rng(recipe.seed)
     log, step, start = [], 0, time.perf_counter()
+    if recipe.vision_pretrain_epochs:
+        from benchmarks.tiny_models.vision_pretrain import pretrain_vision
+
+        log += pretrain_vision(model, family, processor, samples, recipe.vision_pretrain_epochs, recipe.batch_images,
+                               recipe.lr, rng, load_image, lambda b, f: to_model_inputs(b, f),
+                               log=lambda e: print(json.dumps(e), flush=True))
     running = []
     while step < total:
         for first in range(0, len(samples), recipe.batch_images):
@@ -172,12 +179,14 @@ def main(argv=None) -> None:
     parser.add_argument("--max-images", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--augment", action="store_true", help="random flips / 90-degree turns of the images")
+    parser.add_argument("--vision-pretrain-epochs", type=int, default=0, help="stage 1: shape/colour heads")
     parser.add_argument("--init-from", default=None, help="continue from the weights of this folder")
     parser.add_argument("--log", default=None, help="write the run stats (JSON) here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     recipe = Recipe(epochs=args.epochs, batch_images=args.batch_images, lr=args.lr, seed=args.seed,
-                    max_images=args.max_images, augment=args.augment)
+                    max_images=args.max_images, augment=args.augment,
+                    vision_pretrain_epochs=args.vision_pretrain_epochs)
     stats = train(args.family, args.out_dir, recipe, init_from=args.init_from)
     print(json.dumps({k: v for k, v in stats.items() if k != "log"}))
     if args.log:
