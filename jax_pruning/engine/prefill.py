@@ -19,7 +19,6 @@ and the slot where generated token s goes (base + s; see `segment_layout`).
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
