@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from models.attention import attention
 from models.config import TextConfig
 from models.rope import apply_rope, rope_tables
 
@@ -96,7 +97,7 @@ class Attention(nnx.Module):
             if mask.shape[-1] == cache.k.shape[1]:  # decoding: attend over the whole cache
                 k, v = cache
             # else a prefill writing its keys: the mask covers just these T keys
-        out = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=self.head_dim**-0.5)
+        out = attention(q, k, v, mask=mask, bias=bias, scale=self.head_dim**-0.5)
         return self.o_proj(out.reshape(*x.shape[:2], -1)), cache
 
 
