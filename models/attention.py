@@ -18,13 +18,14 @@ QUERY_BLOCK = 128
 
 
 def _blocked(q, k, v, mask, bias, scale: float, block: int):
-    """q [B, T, H, hd]; k, v [B, S, Hkv, hd]; mask bool [B, 1, T, S]; bias [B, 1, T, S] or None."""
+    """q [B, T, H, hd]; k, v [B, S, Hkv, hd]; mask bool [B, 1, T, S] or None; bias [B, 1, T, S] or None."""
     batch, length, heads, head_dim = q.shape
     groups = heads // k.shape[2]
     n = -(-length // block)
     pad = n * block - length
     q = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0))).reshape(batch, n, block, k.shape[2], groups, head_dim)
-    mask = jnp.pad(mask, ((0, 0), (0, 0), (0, pad), (0, 0))).reshape(batch, 1, n, block, -1)
+    if mask is not None:
+        mask = jnp.pad(mask, ((0, 0), (0, 0), (0, pad), (0, 0))).reshape(batch, 1, n, block, -1)
     if bias is not None:
         bias = jnp.pad(bias, ((0, 0), (0, 0), (0, pad), (0, 0))).reshape(batch, 1, n, block, -1)
 
@@ -32,7 +33,8 @@ def _blocked(q, k, v, mask, bias, scale: float, block: int):
         scores = jnp.einsum("btkgd,bskd->bkgts", q[:, i], k).astype(jnp.float32) * scale
         if bias is not None:
             scores = scores + bias[:, :, i, None]
-        scores = jnp.where(mask[:, :, i, None], scores, jnp.finfo(jnp.float32).min)
+        if mask is not None:
+            scores = jnp.where(mask[:, :, i, None], scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
         return jnp.einsum("bkgts,bskd->btkgd", probs, v)
 
@@ -41,8 +43,9 @@ def _blocked(q, k, v, mask, bias, scale: float, block: int):
     return out[:, :length]
 
 
-def attention(q, k, v, *, mask, bias=None, scale: float):
+def attention(q, k, v, *, mask=None, bias=None, scale: float | None = None):
     """Attention of q [B, T, H, hd] over k, v [B, S, Hkv, hd] -> [B, T, H, hd]."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
     if jax.default_backend() == "cpu" and q.shape[1] > QUERY_BLOCK:
         return _blocked(q, k, v, mask, bias, scale, QUERY_BLOCK)
     return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale)

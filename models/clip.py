@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from models.attention import attention
 from models.vision_config import ClipVisionConfig
 
 
@@ -93,7 +94,7 @@ class ClipAttention(nnx.Module):
     def __call__(self, x):  # [N, T, D] -> [N, T, D]; full bidirectional attention, no mask
         n, t, _ = x.shape
         split = lambda y: y.reshape(n, t, self.num_heads, self.head_dim)  # noqa: E731
-        out = jax.nn.dot_product_attention(split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x)))
+        out = attention(split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x)))
         return self.out_proj(out.reshape(n, t, -1))
 
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from models.attention import attention
 from models.qwen_vision.config import QwenVisionConfig
 
 
@@ -116,7 +117,7 @@ class VisionAttention(nnx.Module):
         scale = self.head_dim**-0.5
         if window_index is None:
             mask = segment_ids[:, None] == segment_ids[None, :]  # [N, N]
-            out = jax.nn.dot_product_attention(q[None], k[None], v[None], mask=mask[None, None], scale=scale)[0]
+            out = attention(q[None], k[None], v[None], mask=mask[None, None], scale=scale)[0]
         else:
             qw, kw, vw = (t[window_index] for t in (q, k, v))  # [W, L, H, hd]
             mask = window_valid[:, None, :, None] & window_valid[:, None, None, :]  # [W, 1, L, L]

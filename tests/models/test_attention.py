@@ -20,6 +20,9 @@ def test_blocked_equals_fused_reference(length, keys, block):
     mask = mask.at[:, :, :, 0].set(True)
     bias = jnp.asarray(rng.normal(size=(2, 1, length, keys)), jnp.float32)
     for b in (None, bias):
+        unmasked = _blocked(q, k, v, None, b, 0.25, block)
+        ref = jax.nn.dot_product_attention(q, k, v, bias=b, scale=0.25)
+        np.testing.assert_allclose(np.asarray(unmasked), np.asarray(ref), atol=1e-5)
         want = jax.nn.dot_product_attention(q, k, v, mask=mask, bias=b, scale=0.25)
         got = _blocked(q, k, v, mask, b, 0.25, block)
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
