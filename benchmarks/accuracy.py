@@ -59,7 +59,8 @@ def hf_accuracy(folder: Path, dataset, batch_size: int) -> float:
     return 100.0 * float(np.mean(hits))
 
 
-def run_model(name: str, dataset, out: Path, batch_size: int, resume: bool) -> dict:
+def run_model(name: str, dataset, out: Path, batch_size: int, resume: bool, keep_ratios=KEEP_RATIOS,
+              ablations: bool = True) -> dict:
     import models
     from jax_pruning.eval.plots import plot_sweep
     from jax_pruning.processing import Processor
@@ -69,12 +70,12 @@ def run_model(name: str, dataset, out: Path, batch_size: int, resume: bool) -> d
     model, processor = models.load(folder), Processor.from_folder(folder)
     n_layers = model.config.text.num_hidden_layers
     pruners = [None] + [jp.pruner(m, keep_ratio=r, **in_llm_options(m, n_layers))
-                        for m in METHODS[name] for r in KEEP_RATIOS]
+                        for m in METHODS[name] for r in keep_ratios]
     start = time.perf_counter()
     runs = sweep(model, processor, dataset, pruners, out / name, batch_size=batch_size, max_new_tokens=4,
                  resume=resume, prompt=bare_prompt(processor), progress=False)
     ablations = []
-    for label, method, options in ABLATIONS.get(name, ()) + ABLATIONS["common"]:
+    for label, method, options in (ABLATIONS.get(name, ()) + ABLATIONS["common"]) if ablations else ():
         spec = jp.pruner(method, keep_ratio=0.1, **{**in_llm_options(method, n_layers), **options})
         summary = sweep(model, processor, dataset, [spec], out / name / "ablations" / label.replace(" ", "_"),
                         batch_size=batch_size, max_new_tokens=4, resume=resume, prompt=bare_prompt(processor),
@@ -85,7 +86,7 @@ def run_model(name: str, dataset, out: Path, batch_size: int, resume: bool) -> d
             "hf_unpruned_accuracy": hf_accuracy(folder, dataset, batch_size)}
 
 
-def markdown(results: list[dict], meta: dict) -> str:
+def markdown(results: list[dict], meta: dict, keep_ratios=KEEP_RATIOS) -> str:
     lines = [f"# Accuracy vs keep ratio on easy-VQA ({meta['machine']})", "",
              f"{meta['questions']} test questions (random subset, seed {meta['seed']}), exact match (%), greedy, "
              f"JAX float32. Ablations at keep 0.1.", ""]
@@ -95,14 +96,15 @@ def markdown(results: list[dict], meta: dict) -> str:
         lines += [f"## {r['model']}", "",
                   f"Unpruned: JAX {acc(unpruned):.2f}, HF PyTorch {r['hf_unpruned_accuracy']:.2f} "
                   f"(same questions); visual tokens {unpruned['mean_visual_tokens']:.0f}.", "",
-                  "| method | " + " | ".join(f"keep {k}" for k in KEEP_RATIOS) + " |",
-                  "|---|" + "---|" * len(KEEP_RATIOS)]
+                  "| method | " + " | ".join(f"keep {k}" for k in keep_ratios) + " |",
+                  "|---|" + "---|" * len(keep_ratios)]
         for method in METHODS[r["model"]]:
             cells = {s["keep_ratio"]: s for s in r["runs"] if s["method"] == method}
             lines.append(f"| {method} | " + " | ".join(
-                f"{acc(cells[k]):.2f} ({cells[k]['mean_visual_tokens']:.0f} tok)" for k in KEEP_RATIOS) + " |")
-        lines += ["", "| ablation (keep 0.1) | accuracy |", "|---|---|"]
-        lines += [f"| {a['label']} | {acc(a):.2f} |" for a in r["ablations"]]
+                f"{acc(cells[k]):.2f} ({cells[k]['mean_visual_tokens']:.0f} tok)" for k in keep_ratios) + " |")
+        if r["ablations"]:
+            lines += ["", "| ablation (keep 0.1) | accuracy |", "|---|---|"]
+            lines += [f"| {a['label']} | {acc(a):.2f} |" for a in r["ablations"]]
         lines.append("")
     return "\n".join(lines)
 
@@ -118,15 +120,20 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=list(DEMO_MODELS))
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--keep", nargs="+", type=float, default=list(KEEP_RATIOS))
+    parser.add_argument("--no-ablations", action="store_true")
     args = parser.parse_args(argv)
     dataset = open_dataset("easy-vqa", split="test", limit=args.limit, seed=args.seed)
-    results = [run_model(name, dataset, args.out, args.batch_size, args.resume) for name in args.models]
+    keeps = tuple(args.keep)
+    results = [run_model(name, dataset, args.out, args.batch_size, args.resume, keeps, not args.no_ablations)
+               for name in args.models]
     machine = describe()
-    meta = {"machine": f"{machine['cpu']}, {machine['cores']} cores", "questions": len(dataset), "seed": args.seed}
+    meta = {"machine": f"{machine['cpu']}, {machine['cores']} cores", "questions": len(dataset), "seed": args.seed,
+            "keep_ratios": keeps, "ablations": not args.no_ablations}
     write_atomic(args.out / "accuracy.json", json.dumps({"meta": meta, "results": results}, indent=1,
                                                         default=str) + "\n")
-    write_atomic(args.out / "accuracy.md", markdown(results, meta) + "\n")
-    print(markdown(results, meta))
+    write_atomic(args.out / "accuracy.md", markdown(results, meta, keeps) + "\n")
+    print(markdown(results, meta, keeps))
     return 0
 
 
