@@ -128,7 +128,7 @@ def throughput_markdown(payload: dict) -> str:
     lines += [f"VQA-like: one image + {s['prompt_words']}-word prompt, {s['max_new_tokens']} new tokens, batch "
               f"{s['batch']}; {s['repeats']} alternating rounds after a compiling call; medians.", ""]
     for p in payload["presets"]:
-        lines += [f"## {p['preset']}", "", "| config | samples/s | speed-up | batch s | compiles (first call) "
+        lines += [f"## {p['preset']} (batch {p.get('batch', s['batch'])})", "", "| config | samples/s | speed-up | batch s | compiles (first call) "
                   "| compiles (timed calls) |", "|---|---:|---:|---:|---:|---:|"]
         for r in p["rows"]:
             lines.append(f"| {r['config']} | {r['samples_per_second']:.2f} | {r['speedup']:.2f}x | "
@@ -179,7 +179,7 @@ def readme_table(folder: Path) -> str:
         data = json.loads(throughput.read_text())
         for p in data["presets"]:
             for r in p["rows"]:
-                lines.append(f"| {p['preset']} | throughput {r['config']} (batch {data['settings']['batch']}) | "
+                lines.append(f"| {p['preset']} | throughput {r['config']} (batch {p.get('batch', data['settings']['batch'])}) | "
                              f"{r['samples_per_second']:.2f} samples/s ({r['speedup']:.2f}x) | |")
     conversion = folder / "conversion.json"
     if conversion.is_file():

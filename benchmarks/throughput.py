@@ -72,7 +72,7 @@ def bench_preset(name: str, methods, keep: float, batch: int, new_tokens: int, p
                      "compiles_first_call": compiles_first[label],
                      "compiles_timed": compiles_timed,
                      "peak_rss_mb": max(r["peak_rss_bytes"] for r in timings[label]) / 2**20})
-    return {"preset": name, "prompt_tokens": int(inputs["input_ids"].shape[1]), "rows": rows}
+    return {"preset": name, "batch": batch, "prompt_tokens": int(inputs["input_ids"].shape[1]), "rows": rows}
 
 
 def main(argv=None) -> dict:
