@@ -17,8 +17,9 @@ import jax.numpy as jnp
 QUERY_BLOCK = 128
 
 
-def _blocked(q, k, v, mask, bias, scale: float, block: int):
-    """q [B, T, H, hd]; k, v [B, S, Hkv, hd]; mask bool [B, 1, T, S] or None; bias [B, 1, T, S] or None."""
+def _blocked(q, k, v, mask, bias, scale: float, block: int, segment_ids=None):
+    """q [B, T, H, hd]; k, v [B, S, Hkv, hd]; mask bool [B, 1, T, S] or None; bias [B, 1, T, S] or None;
+    segment_ids int [B, T] (T == S): queries see only keys of their own segment, the mask built per block."""
     batch, length, heads, head_dim = q.shape
     groups = heads // k.shape[2]
     n = -(-length // block)
@@ -28,6 +29,8 @@ def _blocked(q, k, v, mask, bias, scale: float, block: int):
         mask = jnp.pad(mask, ((0, 0), (0, 0), (0, pad), (0, 0))).reshape(batch, 1, n, block, -1)
     if bias is not None:
         bias = jnp.pad(bias, ((0, 0), (0, 0), (0, pad), (0, 0))).reshape(batch, 1, n, block, -1)
+    if segment_ids is not None:
+        query_segments = jnp.pad(segment_ids, ((0, 0), (0, pad)), constant_values=-1).reshape(batch, n, block)
 
     def one(i):
         scores = jnp.einsum("btkgd,bskd->bkgts", q[:, i], k).astype(jnp.float32) * scale
@@ -35,6 +38,9 @@ def _blocked(q, k, v, mask, bias, scale: float, block: int):
             scores = scores + bias[:, :, i, None]
         if mask is not None:
             scores = jnp.where(mask[:, :, i, None], scores, jnp.finfo(jnp.float32).min)
+        if segment_ids is not None:
+            same = query_segments[:, i, :, None] == segment_ids[:, None, :]  # [B, block, S]
+            scores = jnp.where(same[:, None, None], scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
         return jnp.einsum("bkgts,bskd->btkgd", probs, v)
 
@@ -43,9 +49,16 @@ def _blocked(q, k, v, mask, bias, scale: float, block: int):
     return out[:, :length]
 
 
-def attention(q, k, v, *, mask=None, bias=None, scale: float | None = None):
-    """Attention of q [B, T, H, hd] over k, v [B, S, Hkv, hd] -> [B, T, H, hd]."""
+def attention(q, k, v, *, mask=None, bias=None, scale: float | None = None, segment_ids=None):
+    """Attention of q [B, T, H, hd] over k, v [B, S, Hkv, hd] -> [B, T, H, hd].
+
+    segment_ids [B, T] (self-attention only): block-diagonal attention within segments (e.g. the
+    images of a Qwen vision batch) without ever forming the T x T mask on the CPU.
+    """
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     if jax.default_backend() == "cpu" and q.shape[1] > QUERY_BLOCK:
-        return _blocked(q, k, v, mask, bias, scale, QUERY_BLOCK)
+        return _blocked(q, k, v, mask, bias, scale, QUERY_BLOCK, segment_ids)
+    if segment_ids is not None:
+        same = (segment_ids[:, :, None] == segment_ids[:, None, :])[:, None]
+        mask = same if mask is None else mask & same
     return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale)

@@ -116,8 +116,7 @@ class VisionAttention(nnx.Module):
         q, k, v = self._qkv(x, cos, sin)
         scale = self.head_dim**-0.5
         if window_index is None:
-            mask = segment_ids[:, None] == segment_ids[None, :]  # [N, N]
-            out = attention(q[None], k[None], v[None], mask=mask[None, None], scale=scale)[0]
+            out = attention(q[None], k[None], v[None], segment_ids=segment_ids[None], scale=scale)[0]
         else:
             qw, kw, vw = (t[window_index] for t in (q, k, v))  # [W, L, H, hd]
             mask = window_valid[:, None, :, None] & window_valid[:, None, None, :]  # [W, 1, L, L]

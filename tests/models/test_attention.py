@@ -34,3 +34,16 @@ def test_long_prompts_take_the_blocked_path_on_cpu():
     mask = jnp.tril(jnp.ones((300, 300), bool))[None, None]
     lowered = jax.jit(lambda q, k, v: attention(q, k, v, mask=mask, scale=1.0)).lower(q, k, v).as_text()
     assert ("while" in lowered) == (jax.default_backend() == "cpu")  # lax.map over query blocks
+
+
+@pytest.mark.parametrize("block", [16, 1000])
+def test_segments_equal_a_block_diagonal_mask(block):
+    rng = np.random.default_rng(3)
+    q, k, v = (jnp.asarray(rng.normal(size=(1, 50, 4, 8)), jnp.float32) for _ in range(3))
+    segments = jnp.asarray(np.repeat([0, 1, 2, 3], [10, 17, 20, 3])[None])
+    mask = (segments[:, :, None] == segments[:, None, :])[:, None]
+    want = jax.nn.dot_product_attention(q, k, v, mask=mask, scale=0.3)
+    got = _blocked(q, k, v, None, None, 0.3, block, segments)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(attention(q, k, v, segment_ids=segments, scale=0.3)), np.asarray(want),
+                               atol=1e-5)
