@@ -156,6 +156,16 @@ class VisualLayout:
         return self.tokens.capacity
 
 
+def image_grids(image_sizes, config: LlavaNextVisionConfig) -> list[ImageGrid]:
+    """Checked image_sizes [num_images, 2] (height, width) -> each image's anyres grid."""
+    if image_sizes is None:
+        raise ValueError("image_sizes is required with pixel_values: anyres packing depends on each image's size")
+    sizes = np.asarray(image_sizes)
+    if sizes.ndim != 2 or sizes.shape[1] != 2:
+        raise ValueError(f"image_sizes of shape {sizes.shape}: expected [num_images, 2] (height, width)")
+    return [image_grid((h, w), config) for h, w in sizes.tolist()]
+
+
 def crop_starts(pixel_shape: tuple[int, ...], grids: Sequence[ImageGrid]) -> np.ndarray:
     """First crop of each image in the flattened crop batch; ValueError when pixel_values cannot hold them.
 
@@ -206,12 +216,7 @@ def plan_layout(
             "anyres packing needs vision_feature_select_strategy='default': with 'full' the CLS token stays in every "
             "crop and the crop features no longer tile a grid (HF fails on it too)"
         )
-    if image_sizes is None:
-        raise ValueError("image_sizes is required with pixel_values: anyres packing depends on each image's size")
-    sizes = np.asarray(image_sizes)
-    if sizes.ndim != 2 or sizes.shape[1] != 2:
-        raise ValueError(f"image_sizes of shape {sizes.shape}: expected [num_images, 2] (height, width)")
-    grids = [image_grid((h, w), config) for h, w in sizes.tolist()]
+    grids = image_grids(image_sizes, config)
     starts = crop_starts(tuple(pixel_shape), grids)
     token_counts = [g.num_tokens for g in grids]
     if input_ids is None:
@@ -248,12 +253,7 @@ def compact_crops(
     real ones and are never gathered.
     """
     pixels = np.asarray(pixel_values)
-    if image_sizes is None:
-        raise ValueError("image_sizes is required with pixel_values: anyres packing depends on each image's size")
-    sizes = np.asarray(image_sizes)
-    if sizes.ndim != 2 or sizes.shape[1] != 2:
-        raise ValueError(f"image_sizes of shape {sizes.shape}: expected [num_images, 2] (height, width)")
-    grids = [image_grid((h, w), config) for h, w in sizes.tolist()]
+    grids = image_grids(image_sizes, config)
     starts = crop_starts(pixels.shape, grids)
     flat = pixels.reshape((-1, *pixels.shape[-3:]))
     real = np.concatenate([flat[s : s + g.num_crops] for s, g in zip(starts, grids)]) if grids else flat[:0]
