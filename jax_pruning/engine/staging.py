@@ -15,18 +15,18 @@ REQUIRED = ("input_ids",)
 
 
 def llava_capacities(model, inputs: dict) -> dict:
-    from models.llava_layout import image_grid
+    from models.llava_layout import image_grids
 
     ids = np.asarray(inputs["input_ids"])
     visual = int((ids == model.config.image_token_id).sum(axis=1).max(initial=0))
     caps = {"visual_capacity": bucket(visual, 16)}
     if inputs.get("pixel_values") is not None:
-        sizes = np.asarray(inputs["image_sizes"]).reshape(-1, 2)
-        crops = sum(image_grid(tuple(hw), model.config.vision).num_crops for hw in sizes.tolist())
+        grids = image_grids(inputs.get("image_sizes"), model.config.vision)
+        crops = sum(g.num_crops for g in grids)
         caps["crop_capacity"] = bucket(crops, 1)
         # Images per sample are only known after planning (adjacent images share one run of image
         # tokens); the batch's image count bounds them, and only sizes the [B, I] per-image maps.
-        caps["max_images"] = bucket(len(sizes), 1)
+        caps["max_images"] = bucket(len(grids), 1)
     return caps
 
 
