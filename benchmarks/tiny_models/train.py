@@ -38,7 +38,10 @@ class Recipe:
     seed: int = 0
     max_images: int | None = None  # None: the whole training split (4000 images)
     augment: bool = False  # random flips / 90-degree turns: easy-VQA answers do not depend on orientation
-    vision_pretrain_epochs: int = 0  # stage 1 (vision_pretrain.py): shape/colour heads on the image features
+    vision_pretrain_epochs: int = 0  # stage 1 (vision_pretrain.py): a shape head on the image features
+    vision_batch_images: int = 32
+    vision_lr: float = 2e-3  # constant after warm-up (vision_pretrain.py says why)
+    torch_vision_init: bool = True  # PyTorch default init of the vision Linear/Conv layers (idem)
 
 
 def model_class(family: str):
@@ -103,6 +106,10 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
         config = model.config
     else:
         model = model_class(family)(config).float().train()
+        if recipe.torch_vision_init:
+            from benchmarks.tiny_models.vision_pretrain import reset_vision_init
+
+            reset_vision_init(model, family)
     save_processing_files(out_dir, config, saveables)
     processor = Processor.from_folder(out_dir)
     prompt_ids, eos_id = generation_prompt_ids(processor.tokenizer), processor.tokenizer.eos_token_id
@@ -121,8 +128,8 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
     if recipe.vision_pretrain_epochs:
         from benchmarks.tiny_models.vision_pretrain import pretrain_vision
 
-        log += pretrain_vision(model, family, processor, samples, recipe.vision_pretrain_epochs, recipe.batch_images,
-                               recipe.lr, rng, load_image, lambda b, f: to_model_inputs(b, f),
+        log += pretrain_vision(model, family, processor, samples, recipe.vision_pretrain_epochs,
+                               recipe.vision_batch_images, recipe.vision_lr, rng, load_image, lambda b, f: to_model_inputs(b, f),
                                log=lambda e: print(json.dumps(e), flush=True))
     running = []
     while step < total:
@@ -179,14 +186,15 @@ def main(argv=None) -> None:
     parser.add_argument("--max-images", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--augment", action="store_true", help="random flips / 90-degree turns of the images")
-    parser.add_argument("--vision-pretrain-epochs", type=int, default=0, help="stage 1: shape/colour heads")
+    parser.add_argument("--vision-pretrain-epochs", type=int, default=0, help="stage 1: shape head on the image")
+    parser.add_argument("--vision-batch-images", type=int, default=Recipe.vision_batch_images)
     parser.add_argument("--init-from", default=None, help="continue from the weights of this folder")
     parser.add_argument("--log", default=None, help="write the run stats (JSON) here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     recipe = Recipe(epochs=args.epochs, batch_images=args.batch_images, lr=args.lr, seed=args.seed,
                     max_images=args.max_images, augment=args.augment,
-                    vision_pretrain_epochs=args.vision_pretrain_epochs)
+                    vision_pretrain_epochs=args.vision_pretrain_epochs, vision_batch_images=args.vision_batch_images)
     stats = train(args.family, args.out_dir, recipe, init_from=args.init_from)
     print(json.dumps({k: v for k, v in stats.items() if k != "log"}))
     if args.log:
