@@ -85,9 +85,11 @@ class Attention(nnx.Module):
             k = self.k_norm(k)
         return apply_rope(k, cos, sin), v
 
-    def __call__(self, x, cos, sin, mask, cache: KVCache | None = None, write_index=None, bias=None):
+    def __call__(self, x, cos, sin, mask, cache: KVCache | None = None, write_index=None, bias=None,
+                 causal: bool = False):
         """x [B, T, D]; mask bool [B, 1, T, S]: S = T attends to these tokens' own keys (a prefill,
-        which also writes them into `cache` at write_index); S = cache capacity attends to the cache."""
+        which also writes them into `cache` at write_index); S = cache capacity attends to the cache.
+        causal: the mask hides every key above the query's index (see models.attention)."""
         q = self.queries(x, cos, sin)
         k, v = self.keys_values(x, cos, sin)
         if cache is not None:
@@ -97,7 +99,7 @@ class Attention(nnx.Module):
             if mask.shape[-1] == cache.k.shape[1]:  # decoding: attend over the whole cache
                 k, v = cache
             # else a prefill writing its keys: the mask covers just these T keys
-        out = attention(q, k, v, mask=mask, bias=bias, scale=self.head_dim**-0.5)
+        out = attention(q, k, v, mask=mask, bias=bias, scale=self.head_dim**-0.5, causal=causal)
         return self.o_proj(out.reshape(*x.shape[:2], -1)), cache
 
 
@@ -122,8 +124,8 @@ class DecoderLayer(nnx.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
         self.mlp = MLP(config, dtype, rngs)
 
-    def __call__(self, x, cos, sin, mask, cache=None, write_index=None, bias=None):
-        attn, cache = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, write_index, bias)
+    def __call__(self, x, cos, sin, mask, cache=None, write_index=None, bias=None, causal: bool = False):
+        attn, cache = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, write_index, bias, causal)
         x = x + attn
         return x + self.mlp(self.post_attention_layernorm(x)), cache
 
@@ -150,6 +152,7 @@ def run_layers(
     write_index=None,  # slot where this call's keys are written in each cache
     additions: Sequence[jax.Array] | None = None,  # additions[i] [B, T, D] added after layer i
     bias=None,  # additive attention bias [B, 1, T, S] (float), or None
+    causal: bool = False,  # the mask is causal in slot order: keys above a query's slot are skipped, not masked
 ):
     """Layers [start, stop) -> (x, new caches or None)."""
     stop = model.text_config.num_hidden_layers if stop is None else stop
@@ -157,7 +160,7 @@ def run_layers(
     cos, sin = rope
     for i in range(start, stop):
         cache = None if caches is None else caches[i - start]
-        x, cache = model.layers[i](x, cos, sin, mask, cache, write_index, bias)
+        x, cache = model.layers[i](x, cos, sin, mask, cache, write_index, bias, causal)
         if new_caches is not None:
             new_caches.append(cache)
         if additions is not None and i < len(additions):
@@ -223,5 +226,5 @@ class TextModel(nnx.Module):
 def _forward(model: TextModel, x, positions, mask, additions):
     rope = rope_tables(model.text_config, positions)
     slots = jnp.broadcast_to(jnp.arange(x.shape[1]), x.shape[:2])
-    x, _ = run_layers(model, x, rope, causal_mask(slots, mask), additions=additions)
+    x, _ = run_layers(model, x, rope, causal_mask(slots, mask), additions=additions, causal=True)
     return model.head(x)

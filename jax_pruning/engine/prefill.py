@@ -156,7 +156,7 @@ def prefill_impl(
     segments = []
     caches0 = _empty_caches(model, batch, length0 + max_new, split, embeds.dtype)
     x, caches0 = run_layers(model, x, rope0, attn_mask, start=0, stop=split, caches=caches0, write_index=0,
-                            additions=add0, bias=bias)
+                            additions=add0, bias=bias, causal=mode != "hilo")  # Hi-Lo's R sees later C
     if mode == "pre":
         index1, valid1 = slots0, valid0
     elif mode == "fastv":
@@ -180,7 +180,8 @@ def prefill_impl(
     else:
         rope1, add1, mask1 = rope0, add0, attn_mask
     caches1 = _empty_caches(model, batch, length1 + max_new, n_layers - split, embeds.dtype)
-    x, caches1 = run_layers(model, x, rope1, mask1, start=split, caches=caches1, write_index=0, additions=add1)
+    x, caches1 = run_layers(model, x, rope1, mask1, start=split, caches=caches1, write_index=0, additions=add1,
+                            causal=True)
     segments.append(Segment(caches1, _room(valid1, max_new)))
     last = jnp.sum(valid1, axis=1) - 1
     logits = model.head(_take(x, last[:, None], 1))[:, 0]

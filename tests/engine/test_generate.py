@@ -160,3 +160,28 @@ def test_bad_arguments_are_named(family_setup):
         generate(model.language_model, inputs, None, 2)
     with pytest.raises(ValueError, match="inputs must be a dict"):
         generate(model, list(inputs.values()), None, 2)
+
+
+def test_query_blocked_attention_changes_no_token(family_setup, monkeypatch):
+    """The CPU's query-blocked attention (causal key skipping in every causal prefill, the plain masked
+    form in Hi-Lo's first layers) generates what the fused form does; these prompts are shorter than the
+    default block, so 8-query blocks force that path."""
+    import jax
+
+    import models.attention
+
+    family, _, model, inputs, unpruned = family_setup
+    specs = [jp.pruner("fastv", keep_ratio=0.3, layer=1), jp.pruner("hilo", keep_ratio=0.3, removal_layer=1, bias=0.7),
+             jp.pruner("random", keep_ratio=0.3, seed=3)]
+    fused = [generate(model, inputs, spec, NEW, eos_token_id=[]) for spec in specs]
+    assert inputs["attention_mask"].shape[1] > 3 * 8
+    monkeypatch.setattr(models.attention, "QUERY_BLOCK", 8)
+    jax.clear_caches()  # the block size is read when tracing
+    try:
+        np.testing.assert_array_equal(generate(model, inputs, None, NEW, eos_token_id=[]).tokens, unpruned.tokens)
+        for spec, want in zip(specs, fused):
+            got = generate(model, inputs, spec, NEW, eos_token_id=[])
+            np.testing.assert_array_equal(got.visual_labels, want.visual_labels, err_msg=spec.name)
+            np.testing.assert_array_equal(got.tokens, want.tokens, err_msg=spec.name)
+    finally:
+        jax.clear_caches()
