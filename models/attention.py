@@ -22,38 +22,46 @@ QUERY_BLOCK = 128
 def _blocked(q, k, v, mask, bias, scale: float, block: int, segment_ids=None, causal: bool = False):
     """q [B, T, H, hd]; k, v [B, S, Hkv, hd]; mask bool [B, 1, T, S] or None; bias [B, 1, T, S] or None;
     segment_ids int [B, T] (T == S): queries see only keys of their own segment, the mask built per block.
-    causal: block i attends keys [0, (i + 1) * block) only (blocks unrolled, each with its static key prefix)."""
+    causal: block i attends keys [0, (i + 1) * block) only (blocks unrolled, each with its static key prefix).
+
+    A block's rows are its queries times the query heads sharing one KV head, so each block is one plain
+    [rows, hd] x [hd, keys] GEMM per KV head on pre-transposed keys (half the time of a batched einsum
+    that XLA re-lays out per block)."""
     batch, length, heads, head_dim = q.shape
-    groups = heads // k.shape[2]
+    keys, kv_heads = k.shape[1], k.shape[2]
+    groups = heads // kv_heads
     n = -(-length // block)
     pad = n * block - length
-    q = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0))).reshape(batch, n, block, k.shape[2], groups, head_dim)
-    if mask is not None:
-        mask = jnp.pad(mask, ((0, 0), (0, 0), (0, pad), (0, 0))).reshape(batch, 1, n, block, -1)
-    if bias is not None:
-        bias = jnp.pad(bias, ((0, 0), (0, 0), (0, pad), (0, 0))).reshape(batch, 1, n, block, -1)
+    rows = (0, 0), (0, pad), (0, 0), (0, 0)
+    q = jnp.pad(q, rows).reshape(batch, n, block, kv_heads, groups, head_dim)
+    q = q.transpose(1, 0, 3, 2, 4, 5).reshape(n, batch, kv_heads, block * groups, head_dim)
+    k_t = k.transpose(0, 2, 3, 1)  # [B, Hkv, hd, S]
+    v = v.transpose(0, 2, 1, 3)  # [B, Hkv, S, hd]
+    by_block = lambda a: jnp.pad(a, ((0, 0), (0, 0), (0, pad), (0, 0))).reshape(batch, 1, n, block, -1)
+    mask = None if mask is None else by_block(mask)  # [B, 1, n, block, S]
+    bias = None if bias is None else by_block(bias)
     if segment_ids is not None:
         query_segments = jnp.pad(segment_ids, ((0, 0), (0, pad)), constant_values=-1).reshape(batch, n, block)
 
-    def one(i, end: int):  # query block i over keys [0, end)
-        scores = jnp.einsum("btkgd,bskd->bkgts", q[:, i], k[:, :end]).astype(jnp.float32) * scale
+    def one(i, end: int):  # query block i over keys [0, end) -> [B, Hkv, block * G, hd]
+        scores = (q[i] @ k_t[..., :end]).astype(jnp.float32) * scale
+        scores = scores.reshape(batch, kv_heads, block, groups, end)
         if bias is not None:
-            scores = scores + bias[:, :, i, None, :, :end]
+            scores = scores + bias[:, :, i, :, None, :end]
         if mask is not None:
-            scores = jnp.where(mask[:, :, i, None, :, :end], scores, jnp.finfo(jnp.float32).min)
+            scores = jnp.where(mask[:, :, i, :, None, :end], scores, jnp.finfo(jnp.float32).min)
         if segment_ids is not None:
             same = query_segments[:, i, :, None] == segment_ids[:, None, :end]  # [B, block, end]
-            scores = jnp.where(same[:, None, None], scores, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-        return jnp.einsum("bkgts,bskd->btkgd", probs, v[:, :end])
+            scores = jnp.where(same[:, None, :, None], scores, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype).reshape(batch, kv_heads, block * groups, end)
+        return probs @ v[:, :, :end]
 
-    keys = k.shape[1]
     if causal:
         out = jnp.stack([one(i, min(keys, (i + 1) * block)) for i in range(n)])
     else:
-        out = jax.lax.map(lambda i: one(i, keys), jnp.arange(n))  # [n, B, block, Hkv, G, hd]
-    out = jnp.moveaxis(out, 0, 1).reshape(batch, n * block, heads, head_dim)
-    return out[:, :length]
+        out = jax.lax.map(lambda i: one(i, keys), jnp.arange(n))  # [n, B, Hkv, block * G, hd]
+    out = out.reshape(n, batch, kv_heads, block, groups, head_dim).transpose(1, 0, 3, 2, 4, 5)
+    return out.reshape(batch, n * block, heads, head_dim)[:, :length]
 
 
 def attention(q, k, v, *, mask=None, bias=None, scale: float | None = None, segment_ids=None,

@@ -1,4 +1,4 @@
-"""Stage 1 (vision_pretrain): shape labels read off the answers, and a short run moves only the image-feature path."""
+"""Stage 1 (vision_pretrain): labels read off the answers, and a short run moves only the image-feature path."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import torch
 
 from benchmarks.tiny_models.data import ImageQuestions
 from benchmarks.tiny_models.train import Recipe, train
-from benchmarks.tiny_models.vision_pretrain import IGNORE, SHAPES, reset_vision_init, shape_label, vision_modules
+from benchmarks.tiny_models.vision_pretrain import COLOURS, IGNORE, SHAPES, image_labels, reset_vision_init, vision_modules
 from tests.tiny_models.test_training import SMOKE_SIZES
 
 
-def test_shape_label_comes_from_the_shape_answer():
+def test_image_labels_come_from_shape_and_colour_answers():
     sample = ImageQuestions(0, "x", ("what color is the shape?", "what shape is present?", "is there a red shape?"),
                             ("teal", "triangle", "no"))
-    assert shape_label(sample) == SHAPES.index("triangle")
-    assert shape_label(ImageQuestions(0, "x", ("is there a circle?",), ("yes",))) == IGNORE
+    assert image_labels(sample) == (SHAPES.index("triangle"), COLOURS.index("teal"))
+    assert image_labels(ImageQuestions(0, "x", ("is there a circle?",), ("yes",))) == (IGNORE, IGNORE)
 
 
 @pytest.mark.parametrize("family", ["llava_next", "qwen2_vl"])
