@@ -1,13 +1,13 @@
 """Accuracy vs keep ratio of every method on the embedded tiny models (easy-VQA), plus ablations.
 
-    python -m benchmarks.accuracy [--limit 2000] [--seed 0] [--out benchmarks/results/amd-epyc-2c/accuracy]
+    python -m benchmarks.accuracy [--limit 0] [--seed 0] [--out benchmarks/results/amd-epyc-2c/accuracy]
 
 For each shipped model: the unpruned JAX model and the same model in HF
 PyTorch on the same questions (their accuracies must agree), then every
 applicable method at keep 0.5 / 0.25 / 0.1 / 0.05, and the ablations at 0.1
 (MR-Pruner without IR / CR / IA as in the paper's Table 3; Hi-Lo without
-coarse windows / candidates / merge bias). A fixed random subset of the test
-split (seed stated in the output) keeps the sweep within the CPU budget.
+coarse windows / candidates / merge bias). `--limit 0` runs the whole test
+split (9,673 questions); `--limit n` a fixed random subset (seed stated in the output).
 Runs are resumable (`--resume`): finished settings and samples are skipped.
 Writes accuracy.json, accuracy.md and one accuracy-vs-keep PNG per model.
 """
@@ -87,8 +87,9 @@ def run_model(name: str, dataset, out: Path, batch_size: int, resume: bool, keep
 
 
 def markdown(results: list[dict], meta: dict, keep_ratios=KEEP_RATIOS) -> str:
+    which = ("the full test split" if meta.get("full_split") else f"random subset, seed {meta['seed']}")
     lines = [f"# Accuracy vs keep ratio on easy-VQA ({meta['machine']})", "",
-             f"{meta['questions']} test questions (random subset, seed {meta['seed']}), exact match (%), greedy, "
+             f"{meta['questions']} test questions ({which}), exact match (%), greedy, "
              f"JAX float32. Ablations at keep 0.1.", ""]
     for r in results:
         unpruned = next(s for s in r["runs"] if s["method"] == "none")
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
     from jax_pruning.eval.records import write_atomic
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=2000)
+    parser.add_argument("--limit", type=int, default=0, help="0: the whole test split")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--models", nargs="+", default=list(DEMO_MODELS))
@@ -123,12 +124,13 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", nargs="+", type=float, default=list(KEEP_RATIOS))
     parser.add_argument("--no-ablations", action="store_true")
     args = parser.parse_args(argv)
-    dataset = open_dataset("easy-vqa", split="test", limit=args.limit, seed=args.seed)
+    dataset = open_dataset("easy-vqa", split="test", limit=args.limit or None, seed=args.seed)
     keeps = tuple(args.keep)
     results = [run_model(name, dataset, args.out, args.batch_size, args.resume, keeps, not args.no_ablations)
                for name in args.models]
     machine = describe()
     meta = {"machine": f"{machine['cpu']}, {machine['cores']} cores", "questions": len(dataset), "seed": args.seed,
+            "full_split": not args.limit,
             "keep_ratios": keeps, "ablations": not args.no_ablations}
     write_atomic(args.out / "accuracy.json", json.dumps({"meta": meta, "results": results}, indent=1,
                                                         default=str) + "\n")
