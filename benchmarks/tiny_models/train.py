@@ -38,7 +38,7 @@ class Recipe:
     seed: int = 0
     max_images: int | None = None  # None: the whole training split (4000 images)
     augment: bool = False  # random flips / 90-degree turns: easy-VQA answers do not depend on orientation
-    vision_pretrain_epochs: int = 0  # stage 1 (vision_pretrain.py): a shape head on the image features
+    vision_pretrain_epochs: int = 0  # stage 1 (vision_pretrain.py): shape + colour heads on the image features
     vision_batch_images: int = 32
     vision_lr: float = 2e-3  # constant after warm-up (vision_pretrain.py says why)
     torch_vision_init: bool = True  # PyTorch default init of the vision Linear/Conv layers (idem)
@@ -186,7 +186,7 @@ def main(argv=None) -> None:
     parser.add_argument("--max-images", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--augment", action="store_true", help="random flips / 90-degree turns of the images")
-    parser.add_argument("--vision-pretrain-epochs", type=int, default=0, help="stage 1: shape head on the image")
+    parser.add_argument("--vision-pretrain-epochs", type=int, default=0, help="stage 1: shape + colour heads on the image features")
     parser.add_argument("--vision-batch-images", type=int, default=Recipe.vision_batch_images)
     parser.add_argument("--init-from", default=None, help="continue from the weights of this folder")
     parser.add_argument("--log", default=None, help="write the run stats (JSON) here")
