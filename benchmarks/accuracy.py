@@ -74,15 +74,15 @@ def run_model(name: str, dataset, out: Path, batch_size: int, resume: bool, keep
     start = time.perf_counter()
     runs = sweep(model, processor, dataset, pruners, out / name, batch_size=batch_size, max_new_tokens=4,
                  resume=resume, prompt=bare_prompt(processor), progress=False)
-    ablations = []
+    ablation_runs = []  # (the `ablations` flag must not be shadowed: it once silently skipped them all)
     for label, method, options in (ABLATIONS.get(name, ()) + ABLATIONS["common"]) if ablations else ():
         spec = jp.pruner(method, keep_ratio=0.1, **{**in_llm_options(method, n_layers), **options})
-        summary = sweep(model, processor, dataset, [spec], out / name / "ablations" / label.replace(" ", "_"),
+        summary = sweep(model, processor, dataset, [spec], out / name / "ablations" / label.replace(" ", "_").replace("/", ""),
                         batch_size=batch_size, max_new_tokens=4, resume=resume, prompt=bare_prompt(processor),
                         progress=False)[0]
-        ablations.append({"label": label, **summary})
+        ablation_runs.append({"label": label, **summary})
     plot_sweep(runs, out / name)
-    return {"model": name, "runs": runs, "ablations": ablations, "jax_seconds": time.perf_counter() - start,
+    return {"model": name, "runs": runs, "ablations": ablation_runs, "jax_seconds": time.perf_counter() - start,
             "hf_unpruned_accuracy": hf_accuracy(folder, dataset, batch_size)}
 
 

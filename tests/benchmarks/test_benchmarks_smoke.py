@@ -63,3 +63,21 @@ def test_real_llava_next_8b_flop_bound_at_keep_0_1():
     assert row["visual_tokens_seen"] == 292 + 48
     assert 6.0 < row["flop_bound"] < 7.0
     assert 0.03 < bound["vision_share_of_unpruned"] < 0.06
+
+
+def test_accuracy_runs_its_ablations_and_writes_the_table(tmp_path, monkeypatch):
+    """accuracy.main on 4 questions, one method, one ablation (the flag was once shadowed and every
+    ablation silently skipped): runs, the HF comparison, and the Markdown rows are all there."""
+    from benchmarks import accuracy
+
+    monkeypatch.setattr(accuracy, "METHODS", {"tiny_qwen2_vl": ("random",)})
+    monkeypatch.setattr(accuracy, "ABLATIONS", {"common": (("Hi-Lo w/o merge", "hilo", {"merge": False}),)})
+    accuracy.main(["--limit", "4", "--models", "tiny_qwen2_vl", "--keep", "0.5", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "accuracy.json").read_text())
+    (result,) = data["results"]
+    assert [r["name"] for r in result["runs"]] == ["unpruned", "random_keep0.5"]
+    assert [a["label"] for a in result["ablations"]] == ["Hi-Lo w/o merge"]
+    assert (tmp_path / "tiny_qwen2_vl" / "ablations" / "Hi-Lo_wo_merge" / "hilo_keep0.1" / "summary.json").is_file()
+    assert 0 <= result["hf_unpruned_accuracy"] <= 100 and data["meta"]["questions"] == 4
+    table = (tmp_path / "accuracy.md").read_text()
+    assert "| random |" in table and "| Hi-Lo w/o merge |" in table and "random subset, seed 0" in table
