@@ -123,7 +123,11 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--keep", nargs="+", type=float, default=list(KEEP_RATIOS))
     parser.add_argument("--no-ablations", action="store_true")
+    parser.add_argument("--methods", nargs="+", default=None, help="only these methods (default: all that apply)")
     args = parser.parse_args(argv)
+    if args.methods:
+        for name in list(METHODS):
+            METHODS[name] = tuple(m for m in METHODS[name] if m in args.methods)
     dataset = open_dataset("easy-vqa", split="test", limit=args.limit or None, seed=args.seed)
     keeps = tuple(args.keep)
     results = [run_model(name, dataset, args.out, args.batch_size, args.resume, keeps, not args.no_ablations)
