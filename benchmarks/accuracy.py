@@ -60,7 +60,8 @@ def hf_accuracy(folder: Path, dataset, batch_size: int) -> float:
 
 
 def run_model(name: str, dataset, out: Path, batch_size: int, resume: bool, keep_ratios=KEEP_RATIOS,
-              ablations: bool = True) -> dict:
+              with_ablations: bool = True, methods=None) -> dict:
+    """methods: the applicable METHODS[name] to run (default all)."""
     import models
     from jax_pruning.eval.plots import plot_sweep
     from jax_pruning.processing import Processor
@@ -70,12 +71,12 @@ def run_model(name: str, dataset, out: Path, batch_size: int, resume: bool, keep
     model, processor = models.load(folder), Processor.from_folder(folder)
     n_layers = model.config.text.num_hidden_layers
     pruners = [None] + [jp.pruner(m, keep_ratio=r, **in_llm_options(m, n_layers))
-                        for m in METHODS[name] for r in keep_ratios]
+                        for m in methods_of(name, methods) for r in keep_ratios]
     start = time.perf_counter()
     runs = sweep(model, processor, dataset, pruners, out / name, batch_size=batch_size, max_new_tokens=4,
                  resume=resume, prompt=bare_prompt(processor), progress=False)
-    ablation_runs = []  # (the `ablations` flag must not be shadowed: it once silently skipped them all)
-    for label, method, options in (ABLATIONS.get(name, ()) + ABLATIONS["common"]) if ablations else ():
+    ablation_runs = []
+    for label, method, options in (ABLATIONS.get(name, ()) + ABLATIONS["common"]) if with_ablations else ():
         spec = jp.pruner(method, keep_ratio=0.1, **{**in_llm_options(method, n_layers), **options})
         summary = sweep(model, processor, dataset, [spec], out / name / "ablations" / label.replace(" ", "_").replace("/", ""),
                         batch_size=batch_size, max_new_tokens=4, resume=resume, prompt=bare_prompt(processor),
@@ -86,7 +87,12 @@ def run_model(name: str, dataset, out: Path, batch_size: int, resume: bool, keep
             "hf_unpruned_accuracy": hf_accuracy(folder, dataset, batch_size)}
 
 
-def markdown(results: list[dict], meta: dict, keep_ratios=KEEP_RATIOS) -> str:
+def methods_of(model: str, only=None) -> tuple[str, ...]:
+    """The methods that apply to a model, restricted to `only` when given."""
+    return tuple(m for m in METHODS[model] if only is None or m in only)
+
+
+def markdown(results: list[dict], meta: dict, keep_ratios=KEEP_RATIOS, methods=None) -> str:
     which = ("the full test split" if meta.get("full_split") else f"random subset, seed {meta['seed']}")
     lines = [f"# Accuracy vs keep ratio on easy-VQA ({meta['machine']})", "",
              f"{meta['questions']} test questions ({which}), exact match (%), greedy, "
@@ -99,7 +105,7 @@ def markdown(results: list[dict], meta: dict, keep_ratios=KEEP_RATIOS) -> str:
                   f"(same questions); visual tokens {unpruned['mean_visual_tokens']:.0f}.", "",
                   "| method | " + " | ".join(f"keep {k}" for k in keep_ratios) + " |",
                   "|---|" + "---|" * len(keep_ratios)]
-        for method in METHODS[r["model"]]:
+        for method in methods_of(r["model"], methods):
             cells = {s["keep_ratio"]: s for s in r["runs"] if s["method"] == method}
             lines.append(f"| {method} | " + " | ".join(
                 f"{acc(cells[k]):.2f} ({cells[k]['mean_visual_tokens']:.0f} tok)" for k in keep_ratios) + " |")
@@ -125,21 +131,19 @@ def main(argv=None) -> int:
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--methods", nargs="+", default=None, help="only these methods (default: all that apply)")
     args = parser.parse_args(argv)
-    if args.methods:
-        for name in list(METHODS):
-            METHODS[name] = tuple(m for m in METHODS[name] if m in args.methods)
     dataset = open_dataset("easy-vqa", split="test", limit=args.limit or None, seed=args.seed)
     keeps = tuple(args.keep)
-    results = [run_model(name, dataset, args.out, args.batch_size, args.resume, keeps, not args.no_ablations)
-               for name in args.models]
+    results = [run_model(name, dataset, args.out, args.batch_size, args.resume, keeps, not args.no_ablations,
+                         args.methods) for name in args.models]
     machine = describe()
     meta = {"machine": f"{machine['cpu']}, {machine['cores']} cores", "questions": len(dataset), "seed": args.seed,
             "full_split": not args.limit,
             "keep_ratios": keeps, "ablations": not args.no_ablations}
     write_atomic(args.out / "accuracy.json", json.dumps({"meta": meta, "results": results}, indent=1,
                                                         default=str) + "\n")
-    write_atomic(args.out / "accuracy.md", markdown(results, meta, keeps) + "\n")
-    print(markdown(results, meta, keeps))
+    table = markdown(results, meta, keeps, args.methods)
+    write_atomic(args.out / "accuracy.md", table + "\n")
+    print(table)
     return 0
 
 
