@@ -187,3 +187,14 @@ def read_params(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ValueError(f"{path} is not a converted checkpoint folder (no {MANIFEST}; was the conversion interrupted?)")
     tree = ocp.load(path / PARAMS_DIR)
     return {k: np.asarray(v) for k, v in _flatten(tree).items()}
+
+
+def read_params_sharded(path: str | os.PathLike, targets: dict) -> dict:
+    """Flat {param path: jax.Array} restored straight into `targets` ({path: jax.ShapeDtypeStruct with
+    a sharding}): Orbax reads each device's slice where it lives and casts to the target dtype."""
+    from orbax.checkpoint.experimental import v1 as ocp
+
+    path = Path(path)
+    if not is_converted_dir(path):
+        raise ValueError(f"{path} is not a converted checkpoint folder (no {MANIFEST}; was the conversion interrupted?)")
+    return _flatten(ocp.load(path / PARAMS_DIR, _nest(targets)))

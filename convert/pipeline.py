@@ -145,6 +145,28 @@ def load_hf_params(hf_dir: str | os.PathLike, dtype: Any = "float32", progress: 
     return config, dict(stream_params(reader, plan, resolve_dtype(dtype), progress))
 
 
+def load_hf_params_sharded(hf_dir: str | os.PathLike, dtype: Any, shardings: Mapping[str, Any]):
+    """(config, {param path: jax.Array}) with each device reading only its slice of each tensor.
+
+    `shardings` maps every param path to a `jax.sharding.Sharding` (models/sharding.py). The
+    safetensors bytes are memory-mapped and the axis permutation is a view, so a device's slice
+    is read straight from the file: no host ever holds a whole tensor it does not keep.
+    """
+    import jax
+
+    config, reader, plan = prepare(hf_dir)
+    np_dtype = resolve_dtype(dtype)
+    out = {}
+    for item in plan:
+        view = reader.view(item.key)
+        if item.transform.axes is not None:
+            view = view.transpose(item.transform.axes)
+        target = np_dtype if is_floating(view.dtype) else view.dtype
+        out[item.target] = jax.make_array_from_callback(
+            view.shape, shardings[item.target], lambda index, v=view, t=target: np.array(v[index], dtype=t))
+    return config, out
+
+
 def convert_checkpoint(
     hf_dir: str | os.PathLike,
     out_dir: str | os.PathLike,

@@ -156,6 +156,15 @@ class SafetensorsReader:
             raise ValueError(f"{info.file}: truncated while reading tensor {key!r} ({n} of {info.nbytes} bytes)")
         return out
 
+    def view(self, key: str) -> np.ndarray:
+        """A read-only memory map of one tensor: slicing it reads only the slice's bytes (sharded loads)."""
+        info = self.tensors[key]
+        if info.file.stat().st_size < info.end:
+            raise ValueError(f"{info.file}: truncated: tensor {key!r} ends at byte {info.end}")
+        if not info.shape or 0 in info.shape:
+            return self.read(key)
+        return np.memmap(info.file, dtype=info.dtype, mode="r", offset=info.start, shape=info.shape)
+
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
         for key in self.keys():
             yield key, self.read(key)

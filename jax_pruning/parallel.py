@@ -1,68 +1,94 @@
-"""Data parallelism: one `("data",)` mesh over every device; batches split, weights replicated.
+"""Device meshes and placement: one SPMD program over a 2-D ("data", "model") mesh.
 
-This is what JAX recommends in place of `pmap`: place the inputs with a
-`NamedSharding` and let `jit` partition the computation. Batched arrays are
-split along their leading axis, everything else (weights, small tables) is
-replicated. The batch size must be a multiple of the device count; the eval
-runner pads the last batch (and masks the padding) to keep shapes static.
+    mesh = make_mesh(data=2, model=4)          # 8 devices: batch split in 2, weights split in 4
+    model = models.load(path, dtype="bfloat16", mesh=mesh)
+    out = jp.generate(model, inputs, pruner, mesh=mesh)
 
-Multi-host: call `jax.distributed.initialize()` first on every host (it reads
-the coordinator address, process count and id from the cluster environment or
-from its arguments); `jax.devices()` then lists every host's devices, the mesh
-spans them all, and each host feeds the rows of its own shard.
+"data" splits the batch (images / crops / samples, and the KV cache's batch
+axis); "model" splits the weights (Megatron tensor parallelism, see
+models/sharding.py) and the KV cache's head axis. Every stage of the engine is
+jitted with its inputs placed at declared `PartitionSpec`s and its outputs
+constrained to theirs, and XLA partitions the rest: the same code runs on one
+device, on a mesh, and over several processes (hosts).
+
+Multi-process: call `initialize_distributed()` (or `jax.distributed.initialize`)
+first; `jax.devices()` then lists every process's devices and the mesh spans
+them. Host-side planning (tokenising, layouts, buckets) is cheap NumPy and is
+done identically by every process on the whole global batch; `put` then hands
+each process's devices only their own slices, and `to_host` gathers results.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from models.sharding import batch_spec, constrain, place  # noqa: F401  (re-exported)
 
-def data_mesh(devices=None) -> Mesh:
-    """A 1-D mesh named "data" over `devices` (default: all devices).
+DATA, MODEL = "data", "model"
 
-    Auto axis: the compiler propagates the batch split through the model (no
-    per-op sharding annotations in model code).
+
+def make_mesh(data: int | None = None, model: int = 1, devices=None) -> Mesh:
+    """A ("data", "model") mesh; default: every device on "data", model 1.
+
+    data * model must equal the number of devices (all of `jax.devices()` by default).
     """
     devices = jax.devices() if devices is None else list(devices)
-    return jax.make_mesh((len(devices),), ("data",), devices=devices, axis_types=(AxisType.Auto,))
+    if not isinstance(model, int) or model < 1:
+        raise ValueError(f"make_mesh: model must be a positive integer, got {model!r}")
+    if data is None:
+        if len(devices) % model:
+            raise ValueError(f"make_mesh: model={model} does not divide the {len(devices)} devices")
+        data = len(devices) // model
+    if not isinstance(data, int) or data < 1 or data * model != len(devices):
+        raise ValueError(f"make_mesh: data={data} x model={model} must equal the {len(devices)} devices")
+    return jax.make_mesh((data, model), (DATA, MODEL), devices=devices, axis_types=(AxisType.Auto,) * 2)
 
 
-def padded_batch_size(batch_size: int, mesh: Mesh) -> int:
-    """The smallest multiple of the device count >= batch_size."""
-    n = mesh.devices.size
+def data_mesh(devices=None) -> Mesh:
+    """Every device on "data" (weights replicated): `make_mesh()`."""
+    return make_mesh(devices=devices)
+
+
+def data_size(mesh: Mesh | None) -> int:
+    """Devices along "data" (1 without a mesh)."""
+    return 1 if mesh is None else int(mesh.shape.get(DATA, 1))
+
+
+def padded_batch_size(batch_size: int, mesh: Mesh | None) -> int:
+    """The smallest multiple of the data-axis size >= batch_size."""
+    n = data_size(mesh)
     return -(-batch_size // n) * n
 
 
-def shard_batch(tree: Any, mesh: Mesh, batch_size: int) -> Any:
-    """Split every array's batch axis over "data" (the leading axis, or the second for stacked
-    per-batch arrays such as M-RoPE ids [3, B, T] and deepstack [n, B, T, D]); replicate the rest."""
-    if batch_size % mesh.devices.size:
-        raise ValueError(
-            f"batch size {batch_size} is not a multiple of the {mesh.devices.size} devices; "
-            f"pad it to {padded_batch_size(batch_size, mesh)}"
-        )
-    split = NamedSharding(mesh, PartitionSpec("data"))
-    split_second = NamedSharding(mesh, PartitionSpec(None, "data"))
-    whole = NamedSharding(mesh, PartitionSpec())
-
-    def place(x):
-        if not hasattr(x, "shape"):
-            return x
-        shape = np.shape(x)
-        if len(shape) >= 1 and shape[0] == batch_size:
-            return jax.device_put(x, split)
-        if len(shape) >= 2 and shape[1] == batch_size:
-            return jax.device_put(x, split_second)
-        return jax.device_put(x, whole)
-
-    return jax.tree.map(place, tree)
-
-
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Every array on every device (the weights, under data parallelism)."""
+    """Every array on every device."""
     whole = NamedSharding(mesh, PartitionSpec())
     return jax.tree.map(lambda x: jax.device_put(x, whole) if hasattr(x, "shape") else x, tree)
+
+
+def to_host(x) -> np.ndarray:
+    """NumPy copy of a (possibly multi-process) global array, the same on every process."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+    """`jax.distributed.initialize`, from arguments or the cluster environment (SLURM, TPU pods, ...).
+
+    On CPU-only processes the cross-process collectives go through gloo.
+    """
+    if os.environ.get("JAX_PLATFORMS", "") == "cpu" or jax.config.jax_platforms == "cpu":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    kwargs = {}
+    if coordinator is not None:
+        kwargs = dict(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+    jax.distributed.initialize(**kwargs)

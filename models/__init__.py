@@ -15,11 +15,11 @@ from typing import Any
 __all__ = ["load", "load_config"]
 
 
-def load(path, dtype: Any = None):
+def load(path, dtype: Any = None, *, mesh=None, fsdp: bool = False):
     """See models.loading.load."""
     from models.loading import load as _load
 
-    return _load(path, dtype)
+    return _load(path, dtype, mesh=mesh, fsdp=fsdp)
 
 
 def __getattr__(name: str):

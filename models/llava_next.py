@@ -21,6 +21,7 @@ from flax import nnx
 
 from models.clip import ClipVisionTower, clip_activation, select_features
 from models.llava_layout import VisualLayout, plan_layout
+from models.sharding import constrain_batch
 from models.vision_config import LlavaNextVisionConfig
 from models.visual_tokens import KIND_NEWLINE
 
@@ -58,8 +59,8 @@ class LlavaNextImageEncoder(nnx.Module):
 
     def packed_features(self, pixel_values, layout: VisualLayout):
         """[images, crops, C, H, W] or [crops, C, H, W] -> [B, capacity, Dt] in the layout's order; padding is 0."""
-        crops = pixel_values.reshape((-1, *pixel_values.shape[-3:]))
-        features = self.crop_features(crops)
+        crops = constrain_batch(pixel_values.reshape((-1, *pixel_values.shape[-3:])))  # crops over "data"
+        features = constrain_batch(self.crop_features(crops))
         flat = features.reshape(-1, features.shape[-1])  # [N * g*g, Dt]
         gathered = jnp.take(flat, layout.source, axis=0)  # [B, V, Dt]
         newline = self.image_newline[...].astype(gathered.dtype)

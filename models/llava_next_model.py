@@ -16,6 +16,9 @@ forward uses 0..T-1; RoPE sees only differences, so the logits agree.)
 
 from __future__ import annotations
 
+import dataclasses
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -31,6 +34,7 @@ from models.multimodal import (
     place_visual,
     reject_unknown,
 )
+from models.sharding import constrain_batch, place, place_batch
 from models.visual_tokens import image_token_positions, pack_visual_tokens
 
 ACCEPTED_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_sizes", "mm_token_type_ids")
@@ -94,14 +98,18 @@ class LlavaNextModel(TwoStageForward, LlavaNextImageEncoder):
         pixels = None if pixel_values is None else np.asarray(pixel_values)
         if pixels is not None and not np.isfinite(pixels).all():
             raise ValueError("pixel_values contain NaN or inf")
-        embeds = _embed(self, jnp.asarray(ids), None if pixels is None else jnp.asarray(pixels), layout)
+        # Under a mesh (jax.set_mesh): rows and crops split over "data", index maps alike.
+        layout = None if layout is None else dataclasses.replace(
+            layout, source=place_batch(layout.source), tokens=jax.tree.map(place_batch, layout.tokens),
+            image_sample=place(layout.image_sample))
+        embeds = _embed(self, place_batch(ids), place_batch(pixels), layout)
         positions = token_positions(mask)
         return PreparedInputs(
             inputs_embeds=embeds,
-            position_ids=jnp.asarray(positions),
-            attention_mask=jnp.asarray(mask),
+            position_ids=place_batch(positions),
+            attention_mask=place_batch(mask),
             layer_additions=None,
-            next_position=jnp.asarray(next_positions(positions, mask)),
+            next_position=place_batch(next_positions(positions, mask)),
             visual=tokens,
         )
 
@@ -116,5 +124,5 @@ def token_positions(attention_mask: np.ndarray) -> np.ndarray:
 def _embed(model: LlavaNextModel, input_ids, pixel_values, layout: VisualLayout | None):  # -> [B, T, D]
     embeds = model.language_model.embed(input_ids)
     if pixel_values is None:
-        return embeds
-    return place_visual(embeds, model.packed_features(pixel_values, layout), layout.tokens)
+        return constrain_batch(embeds)
+    return constrain_batch(place_visual(embeds, model.packed_features(pixel_values, layout), layout.tokens))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 
-def load(path: str | os.PathLike, dtype: Any = None):
+def load(path: str | os.PathLike, dtype: Any = None, *, mesh=None, fsdp: bool = False):
     """Load a model from `path`; returns the model (its parsed config is `model.config`).
 
     path: a folder written by `convert` (has conversion.json) or a Hugging Face
@@ -19,6 +19,9 @@ def load(path: str | os.PathLike, dtype: Any = None):
     dtype: None keeps a converted folder's saved dtype and loads an HF folder in
       float32 (the parity reference); "float32" / "bfloat16" (or a numpy / jax
       dtype) casts every floating param.
+    mesh: a `jax_pruning.parallel.make_mesh(...)` mesh: every param is placed by its PartitionSpec
+      (models/sharding.py: tensor parallel on "model"; fsdp=True also splits over "data") and each
+      device reads only its own slice (Orbax restore with target shardings, or safetensors slices).
     """
     from convert.checkpoint import is_converted_dir, read_manifest, read_params
     from convert.pipeline import cast_floats, load_hf_params, resolve_dtype
@@ -26,6 +29,8 @@ def load(path: str | os.PathLike, dtype: Any = None):
     from models.params import abstract_model, load_flat_params
 
     path = Path(path)
+    if mesh is not None:
+        return _load_sharded(path, dtype, mesh, fsdp)
     if not path.is_dir():
         raise FileNotFoundError(f"models.load: {path} is not a folder")
     if is_converted_dir(path):
@@ -42,3 +47,43 @@ def load(path: str | os.PathLike, dtype: Any = None):
         )
     model = abstract_model(config, np_dtype)
     return load_flat_params(model, cast_floats(flat, np_dtype))
+
+
+def _load_sharded(path: Path, dtype: Any, mesh, fsdp: bool):
+    import jax
+    import numpy as np
+    from flax import nnx
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from convert.checkpoint import is_converted_dir, read_manifest, read_params_sharded
+    from convert.pipeline import load_hf_params_sharded, resolve_dtype
+    from models.config import load_config
+    from models.params import abstract_model, flat_param_shapes, load_flat_params
+    from models.sharding import default_rules, param_shardings
+
+    if not path.is_dir():
+        raise FileNotFoundError(f"models.load: {path} is not a folder")
+    converted = is_converted_dir(path)
+    if not converted and not (path / "config.json").is_file():
+        raise ValueError(f"models.load: {path} is neither a converted folder (conversion.json) nor a Hugging Face "
+                         f"checkpoint folder (config.json + *.safetensors)")
+    config = load_config(path)
+    saved = read_manifest(path)["dtype"] if converted else "float32"
+    np_dtype = resolve_dtype(dtype if dtype is not None else saved)
+    model = abstract_model(config, np_dtype)
+    shapes = flat_param_shapes(model)
+    shardings = param_shardings(shapes, mesh, default_rules(config, fsdp))
+    if converted:
+        dtypes = {p: v.get_value().dtype for p, v in
+                  ((("/".join(map(str, k))), v) for k, v in nnx.to_flat_state(nnx.state(model, nnx.Param)))}
+        targets = {p: jax.ShapeDtypeStruct(shape, dtypes[p], sharding=shardings[p]) for p, shape in shapes.items()}
+        flat = read_params_sharded(path, targets)
+    else:
+        _, flat = load_hf_params_sharded(path, np_dtype, shardings)
+    model = load_flat_params(model, flat)
+    # anything that is not a param (none today) goes everywhere, so jit sees one device set
+    whole = NamedSharding(mesh, PartitionSpec())
+    rest = nnx.state(model, nnx.Not(nnx.Param))
+    nnx.update(model, jax.tree.map(lambda x: jax.device_put(x, whole) if isinstance(x, (jax.Array, np.ndarray))
+                                   else x, rest))
+    return model

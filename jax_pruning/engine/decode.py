@@ -14,16 +14,19 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jax_pruning.engine.prefill import Segment
+from jax_pruning.engine.prefill import Segment, constrain_segments
 from jax_pruning.engine.traces import TRACES
 from models.decoder import TextModel, run_layers
 from models.rope import rope_tables
+from models.sharding import constrain_batch
 
 
 @functools.partial(nnx.jit, static_argnames=("layout", "max_new", "eos_ids", "pad_id"), donate_argnames="segments")
 def decode(model: TextModel, first_logits, segments: list[Segment], next_position, *, layout, max_new: int,
            eos_ids: tuple[int, ...], pad_id: int):
     """first_logits [B, V] (prefill) -> (tokens int32 [B, max_new], final segments).
+
+    Under a mesh the caches stay batch on "data", KV heads on "model" through the loop.
 
     The segments are returned so that the donated cache buffers alias the outputs:
     XLA then updates the caches in place instead of copying them (callers may drop them).
@@ -50,7 +53,8 @@ def decode(model: TextModel, first_logits, segments: list[Segment], next_positio
             new_segments.append(Segment(caches, key_valid))
         nxt = jnp.argmax(model.head(x)[:, 0], axis=-1).astype(jnp.int32)
         out = out.at[:, s + 1].set(jnp.where(done, pad_id, nxt))
-        return new_segments, nxt, done | jnp.isin(nxt, eos), out
+        return constrain_segments(model, new_segments), nxt, done | jnp.isin(nxt, eos), out
 
+    segments = constrain_segments(model, segments)
     segments, _, _, out = jax.lax.fori_loop(0, max_new - 1, step, (segments, token, done, out))
-    return out, segments
+    return constrain_batch(out), segments

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_pruning.engine import flops as flops_model
+from jax_pruning.engine.batch import PrefillInputs
 from jax_pruning.engine.budgets import MULTI_RESOLUTION, compute_budgets, multi_resolution_error
 from jax_pruning.engine.buckets import bucket
 from jax_pruning.engine.decode import decode
@@ -37,8 +38,10 @@ from jax_pruning.engine.prefill import prefill, segment_layout
 from jax_pruning.engine.traces import compile_count
 from jax_pruning.engine.select import global_rows, select_masks, tome_merge
 from jax_pruning.engine.staging import stage
+from jax_pruning.parallel import padded_batch_size, to_host
 from jax_pruning.registry import PrunerSpec
 from models.multimodal import place_visual
+from models.sharding import active_mesh, params_on_mesh, place_batch, shard_params
 from models.visual_tokens import KIND_NEWLINE
 
 
@@ -74,40 +77,59 @@ def _mode(spec: PrunerSpec | None, n_layers: int) -> tuple[str, int]:
 
 
 def _select(spec, prepared, budgets):
-    """Pre-LLM selection -> (embeds, keep [B, Nv], candidates [B, Nv])."""
+    """Pre-LLM selection -> (embeds, keep [B, Nv], candidates [B, Nv]), split over "data" under a mesh."""
     vt = prepared.visual
     embeds = prepared.inputs_embeds
     valid = np.asarray(vt.valid)
-    none = jnp.zeros(valid.shape, bool)
+    none = place_batch(np.zeros(valid.shape, bool))
     if spec is None or spec.name == "fastv":
-        return embeds, jnp.asarray(valid), none
-    index = jnp.asarray(vt.index)
+        return embeds, place_batch(valid), none
+    index = place_batch(vt.index)
     features = jnp.take_along_axis(embeds, index[..., None], axis=1)  # [B, Nv, D]
     if spec.name == "tome":
         keep, merged = tome_merge(features, valid, np.asarray(vt.kind), budgets.keep)
-        return place_visual(embeds, merged, vt), keep, none
+        return place_visual(embeds, merged, jax.tree.map(place_batch, vt)), keep, none
     rows = global_rows(np.asarray(vt.row), np.asarray(vt.image), valid)
-    keep, cand = select_masks(spec, features, valid, vt.kind, rows, vt.col, budgets.keep, budgets.keep_low,
-                              budgets.keep_high, budgets.candidates)
+    keep, cand = select_masks(spec, features, *map(place_batch, (valid, vt.kind, rows, vt.col, budgets.keep,
+                                                                budgets.keep_low, budgets.keep_high,
+                                                                budgets.candidates)))
     return embeds, keep, cand
 
 
-def _place(mesh, lm, batch: int, arrays):
-    """Data parallelism: weights replicated, batched arrays split over the mesh's "data" axis."""
-    from flax import nnx
+def _pad_rows(inputs: dict, rows: int, pad: int) -> dict:
+    """`rows` extra text-only rows (one attended pad token each), so the batch splits evenly over "data";
+    their outputs are dropped."""
+    if rows == 0:
+        return inputs
+    ids = np.asarray(inputs["input_ids"])
+    mask = np.asarray(inputs.get("attention_mask", np.ones_like(ids)))
+    extra_mask = np.zeros((rows, ids.shape[1]), mask.dtype)
+    extra_mask[:, -1] = 1
+    out = dict(inputs, input_ids=np.concatenate([ids, np.full((rows, ids.shape[1]), pad, ids.dtype)]),
+               attention_mask=np.concatenate([mask, extra_mask]))
+    if inputs.get("mm_token_type_ids") is not None:
+        types = np.asarray(inputs["mm_token_type_ids"])
+        out["mm_token_type_ids"] = np.concatenate([types, np.zeros((rows, types.shape[1]), types.dtype)])
+    return out
 
-    from jax_pruning.parallel import replicate, shard_batch
 
-    nnx.update(lm, replicate(nnx.state(lm), mesh))
-    return shard_batch(arrays, mesh, batch)
+def _first_rows(tree, batch: int):
+    """Every [B, ...] array of an array or a dataclass of arrays cut to its first `batch` rows."""
+    if dataclasses.is_dataclass(tree):
+        return dataclasses.replace(tree, **{f.name: getattr(tree, f.name)[:batch] for f in dataclasses.fields(tree)
+                                            if f.init and hasattr(getattr(tree, f.name), "shape")})
+    return tree[:batch]
 
 
 def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_tokens: int = 16, *,
              eos_token_id=None, pad_token_id: int | None = None, mesh=None) -> GenerateOutput:
     """Pruned greedy generation for a batch of processor outputs (see the module docstring).
 
-    mesh: a `jax_pruning.parallel.data_mesh()`; the batch (a multiple of its device
-    count) is split over the devices, the LLM weights replicated.
+    mesh: a `jax_pruning.parallel.make_mesh(data=D, model=M)` mesh. Every stage (vision, selection,
+    prefill, decode) runs as one SPMD program over it: the batch (padded with dropped text-only rows
+    to a multiple of D) and the vision crops / images split over "data", the weights as
+    `models.load(path, mesh=mesh)` placed them (a model loaded without a mesh is placed here by the
+    same rules), the KV cache batch on "data" and heads on "model". Results equal the one-device run.
     """
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
         raise ValueError(f"generate: max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
@@ -121,11 +143,25 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
     config = model.config
     if pruner is not None and pruner.name in MULTI_RESOLUTION and config.model_type != "llava_next":
         raise multi_resolution_error(pruner.name)  # whatever this batch holds
-    lm = model.language_model
     n_layers = config.text.num_hidden_layers
     eos = tuple(int(e) for e in np.atleast_1d(eos_token_id)) if eos_token_id is not None else config.eos_token_id
     pad = int(pad_token_id if pad_token_id is not None else (config.pad_token_id or 0))
     mode, split = _mode(pruner, n_layers)
+    if mesh is None:
+        return _generate(model, inputs, pruner, int(max_new_tokens), eos, pad, mode, split)
+    with jax.set_mesh(mesh):
+        if not params_on_mesh(model, mesh):
+            shard_params(model, mesh)
+        return _generate(model, inputs, pruner, int(max_new_tokens), eos, pad, mode, split)
+
+
+def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, mode: str, split: int) -> GenerateOutput:
+    config = model.config
+    lm = model.language_model
+    n_layers = config.text.num_hidden_layers
+    real_batch = int(np.shape(inputs["input_ids"])[0]) if "input_ids" in inputs else 0
+    rows = padded_batch_size(real_batch, active_mesh()) - real_batch
+    inputs = _pad_rows(inputs, rows, pad)
 
     start = time.perf_counter()
     prepared = stage(model, inputs, pad)
@@ -139,7 +175,7 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
     jax.block_until_ready((embeds, keep, cand))
     prune_seconds = time.perf_counter() - start
 
-    mask = np.asarray(prepared.attention_mask).astype(bool)
+    mask = to_host(prepared.attention_mask).astype(bool)
     length = mask.shape[1]
     text = mask.sum(axis=1) - np.asarray(vt.valid).sum(axis=1)
     seen = text + budgets.seen
@@ -150,35 +186,38 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
     if mode == "pre":
         length1 = length0
 
-    arrays = (embeds, prepared.position_ids, prepared.attention_mask, prepared.layer_additions,
-              jnp.asarray(vt.index), jnp.asarray(vt.valid), jnp.asarray(vt.image), keep, cand,
-              jnp.asarray(np.asarray(vt.valid) & (np.asarray(vt.kind) == KIND_NEWLINE)),
-              jnp.asarray(budgets.keep), prepared.next_position)
-    if mesh is not None:
-        arrays = _place(mesh, lm, mask.shape[0], arrays)
+    batch = PrefillInputs(
+        embeds=embeds, positions=prepared.position_ids, mask=prepared.attention_mask,
+        additions=prepared.layer_additions, visual_index=vt.index, visual_valid=vt.valid, visual_image=vt.image,
+        keep_visual=keep, cand_visual=cand, fixed_visual=np.asarray(vt.valid) & (np.asarray(vt.kind) == KIND_NEWLINE),
+        fastv_keep=budgets.keep,
+    ).placed()
+    next_position = place_batch(prepared.next_position)
     start = time.perf_counter()
     logits, segments, visual_seen, kept_tokens = prefill(
-        lm, *arrays[:-1], mode=mode, split=split, length0=length0, length1=length1,
-        max_new=int(max_new_tokens), bias_value=float(pruner.bias) if mode == "hilo" else 0.0,
+        lm, batch, mode=mode, split=split, length0=length0, length1=length1,
+        max_new=max_new_tokens, bias_value=float(pruner.bias) if mode == "hilo" else 0.0,
         merge=bool(pruner.merge) if mode == "hilo" else True,
     )
     jax.block_until_ready(logits)
     prefill_seconds = time.perf_counter() - start
     # Keys each segment's cache holds per sample (read before decode takes the donated caches).
-    kv_cache_tokens = [np.asarray(seg.key_valid.sum(axis=1)) for seg in segments]
+    kv_cache_tokens = [to_host(seg.key_valid.sum(axis=1))[:real_batch] for seg in segments]
 
     start = time.perf_counter()
     layout = tuple(segment_layout(mode, split, n_layers, length0, length1))
-    tokens, _ = decode(lm, logits, segments, arrays[-1], layout=layout, max_new=int(max_new_tokens),
+    tokens, _ = decode(lm, logits, segments, next_position, layout=layout, max_new=max_new_tokens,
                        eos_ids=eos, pad_id=pad)
-    tokens = np.asarray(tokens)
+    tokens = to_host(tokens)[:real_batch]
     decode_seconds = time.perf_counter() - start
 
-    visual_seen = np.asarray(visual_seen).astype(np.int32)
+    visual_seen = to_host(visual_seen).astype(np.int32)[:real_batch]
     index = np.asarray(vt.index)
-    kept = np.take_along_axis(np.asarray(kept_tokens), index, axis=1)
-    labels = np.where(kept, KEPT, np.where(np.asarray(cand), CANDIDATE, DROPPED)).astype(np.int8)
+    kept = np.take_along_axis(to_host(kept_tokens), index, axis=1)
+    labels = np.where(kept, KEPT, np.where(to_host(cand), CANDIDATE, DROPPED)).astype(np.int8)
     labels[~np.asarray(vt.valid)] = DROPPED
+    if rows:  # drop the rows that only evened the batch out
+        vt, budgets, text, labels = (_first_rows(x, real_batch) for x in (vt, budgets, text, labels))
     stats = {
         "method": "none" if pruner is None else pruner.name,
         "keep_ratio": 1.0 if pruner is None else float(pruner.keep_ratio),

@@ -25,10 +25,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jax_pruning.engine.batch import PrefillInputs
 from jax_pruning.engine.traces import TRACES
 from jax_pruning.methods import fastv
 from models.decoder import KVCache, TextModel, causal_mask, last_query_and_keys, run_layers
 from models.rope import rope_tables
+from models.sharding import constrain, constrain_batch, kv_cache_spec
 
 
 
@@ -92,7 +94,15 @@ def _hilo_mask(valid, is_visual, is_cand, image, bias_value: float, merge: bool)
 def _empty_caches(model: TextModel, batch: int, capacity: int, count: int, dtype):
     c = model.text_config
     shape = (batch, capacity, c.num_key_value_heads, c.head_dim)
-    return [KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(count)]
+    zeros = lambda: constrain(jnp.zeros(shape, dtype), kv_cache_spec(c))  # noqa: E731
+    return [KVCache(zeros(), zeros()) for _ in range(count)]
+
+
+def constrain_segments(model: TextModel, segments: list) -> list:
+    """Caches batch on "data" and KV heads on "model"; key_valid batch on "data" (no-ops on one device)."""
+    spec = kv_cache_spec(model.text_config)
+    return [Segment([KVCache(constrain(c.k, spec), constrain(c.v, spec)) for c in seg.caches],
+                    constrain_batch(seg.key_valid)) for seg in segments]
 
 
 def _room(key_valid, max_new: int):  # [B, S] -> [B, S + max_new]: slots for the generated tokens
@@ -105,17 +115,7 @@ def _additions(additions, index):
 
 def prefill_impl(
     model: TextModel,
-    embeds,  # [B, T, D]
-    positions,  # [B, T] or [3, B, T]
-    mask,  # [B, T] (int or bool)
-    additions,  # [n, B, T, D] or None
-    visual_index,  # int32 [B, Nv]
-    visual_valid,  # bool [B, Nv]
-    visual_image,  # int32 [B, Nv]
-    keep_visual,  # bool [B, Nv]: visual slots that enter the LLM (R for Hi-Lo; all valid for fastv/none)
-    cand_visual,  # bool [B, Nv]: Hi-Lo candidates C
-    fixed_visual,  # bool [B, Nv]: slots FastV keeps without scoring them (LLaVA-NeXT newlines)
-    fastv_keep,  # int32 [B]: FastV's per-sample k (fixed slots not counted)
+    inputs: PrefillInputs,
     *,
     mode: str,
     split: int,
@@ -128,9 +128,15 @@ def prefill_impl(
     """-> (last-position logits float32 [B, V], [Segment, ...], visual tokens in the last segment [B],
     bool [B, T]: which original tokens the last layers saw).
 
-    `prefill` is this function under `nnx.jit` (everything after `*` static).
+    `prefill` is this function under `nnx.jit` (everything after `*` static). Under a mesh the inputs
+    are split over "data" (their declared axes) and the caches come out batch on "data", KV heads on
+    "model" (models.sharding.kv_cache_spec); the weights stay where `models.load(mesh=)` put them.
     """
     TRACES["prefill"] += 1
+    inputs = inputs.constrained()
+    embeds, positions, mask, additions = inputs.embeds, inputs.positions, inputs.mask, inputs.additions
+    visual_index, visual_valid, visual_image = inputs.visual_index, inputs.visual_valid, inputs.visual_image
+    keep_visual, cand_visual, fixed_visual = inputs.keep_visual, inputs.cand_visual, inputs.fixed_visual
     batch, length = embeds.shape[:2]
     n_layers = model.text_config.num_hidden_layers
     mask = mask.astype(bool)
@@ -163,7 +169,7 @@ def prefill_impl(
         last = jnp.sum(valid0, axis=1) - 1
         q, k = last_query_and_keys(model.layers[split], x, rope0, last)
         scores = jax.vmap(fastv.scores)(q, k, valid0)
-        chosen = jax.vmap(fastv.select)(scores, vis0 & ~fixed0, fastv_keep) | fixed0
+        chosen = jax.vmap(fastv.select)(scores, vis0 & ~fixed0, inputs.fastv_keep) | fixed0
         index1, valid1 = compact(valid0 & (~vis0 | chosen), length1)
         segments.append(Segment(caches0, _room(valid0, max_new)))
     else:  # hilo: candidates leave the hidden states and every cache
@@ -188,7 +194,8 @@ def prefill_impl(
     visual_seen = jnp.sum(_take(vis0, index1, 1) & valid1, axis=1)
     origin = jnp.where(valid1, _take(index0, index1, 1), length)  # original position of each last-segment slot
     kept = jnp.zeros((batch, length), bool).at[jnp.arange(batch)[:, None], origin].set(True, mode="drop")
-    return logits, segments, visual_seen, kept
+    return (constrain_batch(logits), constrain_segments(model, segments), constrain_batch(visual_seen),
+            constrain_batch(kept))
 
 
 PREFILL_STATIC = ("mode", "split", "length0", "length1", "max_new", "bias_value", "merge")

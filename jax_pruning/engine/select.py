@@ -22,6 +22,7 @@ import numpy as np
 from jax_pruning.engine.traces import TRACES
 from jax_pruning.methods import gprune, hilo, mr_pruner, random as random_method, tome
 from jax_pruning.registry import PrunerSpec
+from models.sharding import place_batch
 from models.visual_tokens import KIND_BASE, KIND_NEWLINE, KIND_TILE
 
 PRE_LLM = ("mr_pruner", "gprune", "tome", "random", "hilo")
@@ -113,13 +114,13 @@ def tome_merge(x: jax.Array, valid: np.ndarray, kind: np.ndarray, keep: np.ndarr
     """ToMe per budget group -> (keep mask [B, Nv], features [B, Nv, D] with merged values)."""
     content = np.asarray(valid) & (np.asarray(kind) != KIND_NEWLINE)
     newline = np.asarray(valid) & (np.asarray(kind) == KIND_NEWLINE)
-    keep_mask = jnp.zeros(content.shape, bool)
+    keep_mask = place_batch(np.zeros(content.shape, bool))
     features = x
     for k in np.unique(keep):
         rows = np.flatnonzero(keep == k)
         if k == 0:
             continue
-        group_keep, group_x = _tome_group(x[rows], jnp.asarray(content[rows]), int(k))
+        group_keep, group_x = _tome_group(x[rows], place_batch(content[rows]), int(k))
         keep_mask = keep_mask.at[rows].set(group_keep)
         features = features.at[rows].set(group_x)
-    return keep_mask | jnp.asarray(newline), features
+    return keep_mask | place_batch(newline), features
