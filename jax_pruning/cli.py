@@ -45,11 +45,11 @@ def _pruners(methods: list[str], keeps: list[float], options: dict) -> list:
     return out
 
 
-def _load(path: str, dtype: str | None):
+def _load(path: str, dtype: str | None, mesh=None):
     import models
     from jax_pruning.processing import Processor
 
-    return models.load(path, dtype), Processor.from_folder(path)
+    return models.load(path, dtype, mesh=mesh), Processor.from_folder(path)
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -89,19 +89,28 @@ def _eval(args: argparse.Namespace) -> int:
     from jax_pruning.eval.datasets import open_dataset
     from jax_pruning.sweep import bare_prompt, sweep, sweep_table
 
-    model, processor = _load(args.model, args.dtype)
+    if args.distributed:
+        from jax_pruning.eval.supervise import is_worker, run_supervised
+
+        if not is_worker():  # re-run this command in a child and explain how it ended
+            return run_supervised(args.argv, args.out, args.process_id)
+        from jax_pruning.parallel import initialize_distributed
+
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id, args.heartbeat_timeout)
+    mesh = None
+    if args.mesh or args.data_parallel or args.distributed:
+        from jax_pruning.parallel import parse_mesh
+
+        mesh = parse_mesh(args.mesh or "")
+    model, processor = _load(args.model, args.dtype, mesh)
     name, _, path = args.data.partition(":")
     dataset = open_dataset(name, path or None, split=args.split, limit=args.limit, seed=args.seed)
-    mesh = None
-    if args.data_parallel:
-        from jax_pruning.parallel import data_mesh
-
-        mesh = data_mesh()
     summaries = sweep(model, processor, dataset, _pruners(args.method, args.keep, _options(args.option)),
                       args.out, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                       resume=args.resume, mesh=mesh, prompt=bare_prompt(processor) if args.bare_prompt else None)
-    print(sweep_table(summaries))
-    print(f"predictions, summaries and plots under {args.out}/")
+    if summaries is not None:  # process 0 (the only one with a table) under --distributed
+        print(sweep_table(summaries))
+        print(f"predictions, summaries and plots under {args.out}/")
     return 0
 
 
@@ -170,7 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=8)
     p.add_argument("--out", default="results")
     p.add_argument("--resume", action="store_true", help="skip samples already in predictions.jsonl")
-    p.add_argument("--data-parallel", action="store_true", help="split batches over all devices")
+    p.add_argument("--data-parallel", action="store_true", help="split batches over all devices (= --mesh data=all)")
+    p.add_argument("--mesh", default=None, metavar="data=D,model=M",
+                   help="device mesh: batches split D ways, weights M ways (default: all devices on data)")
+    p.add_argument("--distributed", action="store_true",
+                   help="one SPMD run over several processes (jax.distributed; run the same command on each)")
+    p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="process 0's address (default: from the cluster environment)")
+    p.add_argument("--num-processes", type=int, default=None)
+    p.add_argument("--process-id", type=int, default=None)
+    p.add_argument("--heartbeat-timeout", type=int, default=100,
+                   help="seconds before the others stop when a process dies or hangs")
     p.set_defaults(run=_eval)
 
     p = sub.add_parser("bench", help="pruned vs unpruned prefill latency on synthetic images")
@@ -190,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError) as err:

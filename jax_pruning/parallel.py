@@ -80,8 +80,27 @@ def to_host(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def parse_mesh(text: str, devices=None) -> Mesh:
+    """'data=2,model=4' (either may be omitted; 'all' = the rest of the devices) -> make_mesh(...)."""
+    sizes: dict[str, int | None] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() not in (DATA, MODEL):
+            raise ValueError(f"mesh {text!r}: expected data=D,model=M (got {part!r})")
+        value = value.strip()
+        if value == "all":
+            sizes[key.strip()] = None
+            continue
+        try:
+            sizes[key.strip()] = int(value)
+        except ValueError:
+            raise ValueError(f"mesh {text!r}: {key.strip()} must be an integer or 'all', got {value!r}") from None
+    model = sizes.get(MODEL) or 1
+    return make_mesh(data=sizes.get(DATA), model=model, devices=devices)
+
+
 def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
+                           process_id: int | None = None, heartbeat_timeout: int = 100) -> None:
     """`jax.distributed.initialize`, from arguments or the cluster environment (SLURM, TPU pods, ...).
 
     On CPU-only processes the cross-process collectives go through gloo.
@@ -90,5 +109,7 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     kwargs = {}
     if coordinator is not None:
+        if num_processes is None or process_id is None:
+            raise ValueError("--coordinator needs --num-processes and --process-id")
         kwargs = dict(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
-    jax.distributed.initialize(**kwargs)
+    jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat_timeout, **kwargs)

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+import jax
+
 import jax_pruning as jp
 from jax_pruning.eval.prompts import build_prompt
 from jax_pruning.eval.records import write_atomic
@@ -57,7 +59,9 @@ def run_name(pruner) -> str:
 def sweep(model, processor, dataset: Sequence[Sample], pruners: Sequence, out_dir: str | os.PathLike, *,
           batch_size: int = 8, max_new_tokens: int = 8, resume: bool = False, mesh=None,
           prompt: Callable[[Sample], str] | None = None, progress: bool = True) -> list[dict]:
-    """One run per pruner (None = unpruned) into out_dir/<run name>/; sweep.json, sweep.md and plots."""
+    """One run per pruner (None = unpruned) into out_dir/<run name>/; sweep.json, sweep.md and plots.
+    With several processes (jax.distributed) every process calls this; process 0 gets the summaries
+    and writes the files, the others get None."""
     from jax_pruning.eval.plots import plot_sweep
 
     out_dir = Path(out_dir)
@@ -70,6 +74,8 @@ def sweep(model, processor, dataset: Sequence[Sample], pruners: Sequence, out_di
         predict = predictor(model, processor, pruner, max_new_tokens=max_new_tokens, mesh=mesh, prompt=prompt)
         summaries.append(run_eval(dataset, predict, out_dir / run_name(pruner), batch_size=batch_size,
                                   resume=resume, name=run_name(pruner), config=config, progress=progress))
+    if jax.process_index() != 0:  # several processes: process 0 writes the sweep's files
+        return None
     write_atomic(out_dir / "sweep.json", json.dumps(summaries, indent=2, default=str) + "\n")
     write_atomic(out_dir / "sweep.md", sweep_table(summaries) + "\n")
     plot_sweep(summaries, out_dir)

@@ -13,12 +13,12 @@ from __future__ import annotations
 from jax_pruning.eval.datasets import DATASETS, TASKS, open_dataset
 from jax_pruning.eval.metrics import PRIMARY_METRIC, score
 from jax_pruning.eval.prompts import build_prompt, question_text
-from jax_pruning.eval.runner import run_eval, shard_ids, summarize_run
+from jax_pruning.eval.runner import run_eval, summarize_run
 from jax_pruning.eval.samples import Dataset, Sample, SampleError
 
 __all__ = ["DATASETS", "TASKS", "PRIMARY_METRIC", "Dataset", "Sample", "SampleError", "build_prompt",
            "open_dataset", "plot_sweep", "question_text", "run_eval", "save_kept_overlay",
-           "save_overlay", "score", "shard_ids", "summarize_run", "sweep"]
+           "save_overlay", "score", "summarize_run", "sweep"]
 
 
 def __getattr__(attr: str):

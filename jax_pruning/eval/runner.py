@@ -24,19 +24,20 @@ Files in out_dir: predictions.jsonl (one line per sample, fsynced per batch;
 summary.json and summary.md (written atomically at the end). Failed samples
 count as empty (wrong) answers in the metrics, so failing cannot raise a score.
 
-Multi-host (TPU pods, multi-node GPU): every host runs the same command; call
-`jax.distributed.initialize()` first (arguments from the cluster environment,
-or coordinator_address=..., num_processes=..., process_id=... by hand), then
-`run_eval(..., process_index=jax.process_index(), process_count=jax.process_count())`.
-Each host evaluates its own shard of ids (`shard_ids`, every process_count-th
-id: disjoint, together complete) into out_dir/process_XXX/, so no two hosts
-write one file; merge by concatenating the predictions files and re-scoring
-(`summarize_run` on the merged file). Within a host the engine shards the
-batch over the local devices (`jax.make_mesh(("data",))`).
+Multi-process (TPU pods, multi-node GPU, or several local processes): every
+process runs the same command after `jax.distributed.initialize()`
+(`jax_pruning.parallel.initialize_distributed`). The run is one SPMD program:
+every process walks the same global batches (process 0 decides what a resumed
+run still has to do and broadcasts it), `predict_batch` runs the engine over the
+mesh of all processes' devices, and only process 0 writes predictions.jsonl and
+the summaries (`writer`). A batch is appended only after every process finished
+it, so a process that dies mid-batch leaves nothing half-written: `resume=True`
+redoes that batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -51,21 +52,36 @@ PredictBatch = Callable[[list[Sample]], list[dict]]
 PREDICTIONS_FILE, SUMMARY_JSON, SUMMARY_MD = "predictions.jsonl", "summary.json", "summary.md"
 
 
-def shard_ids(ids: Sequence[str], process_index: int, process_count: int) -> list[str]:
-    """This host's ids: every `process_count`-th one starting at `process_index` (balanced, disjoint)."""
-    if not isinstance(process_count, int) or process_count < 1:
-        raise ValueError(f"process_count must be a positive integer, got {process_count!r}")
-    if not isinstance(process_index, int) or not 0 <= process_index < process_count:
-        raise ValueError(f"process_index must be in [0, {process_count}), got {process_index!r}")
-    return list(ids[process_index::process_count])
-
-
 def device_info() -> dict:
-    """Count and kind of the accelerators this host sees (jax.devices())."""
+    """Count and kind of the accelerators of the run (jax.devices(): every process's)."""
     import jax
 
     devices = jax.devices()
-    return {"count": len(devices), "kind": devices[0].device_kind, "platform": devices[0].platform}
+    return {"count": len(devices), "kind": devices[0].device_kind, "platform": devices[0].platform,
+            "processes": jax.process_count()}
+
+
+def _processes() -> tuple[int, int]:
+    """(this process's index, process count); (0, 1) without jax.distributed."""
+    import jax
+
+    return jax.process_index(), jax.process_count()
+
+
+def _agree_on_done(done_mask: np.ndarray, count: int) -> np.ndarray:
+    """Process 0's view of which samples are done, on every process."""
+    if count == 1:
+        return done_mask
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.broadcast_one_to_all(done_mask.astype(np.int32))).astype(bool)
+
+
+def _barrier(name: str, count: int) -> None:
+    if count > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def _with_image(sample: Sample, image) -> Sample:
@@ -171,8 +187,9 @@ def summary_markdown(summary: dict) -> str:
 
 def run_eval(dataset: Sequence[Sample], predict_batch: PredictBatch, out_dir, *, batch_size: int,
              task: str | None = None, resume: bool = False, name: str | None = None, config: dict | None = None,
-             process_index: int = 0, process_count: int = 1, progress: bool = True) -> dict:
-    """Evaluate `dataset` batch by batch; returns the summary (also written to out_dir). See the module doc."""
+             progress: bool = True) -> dict:
+    """Evaluate `dataset` batch by batch; returns the summary (written to out_dir by process 0). See the
+    module doc; with several processes, every process must call this with the same arguments."""
     import json
 
     from tqdm.auto import tqdm
@@ -188,32 +205,36 @@ def run_eval(dataset: Sequence[Sample], predict_batch: PredictBatch, out_dir, *,
         dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise ValueError(f"run_eval: sample ids must be unique (resume relies on them); repeated: {dupes}")
     task = task or samples[0].task
-    if process_count > 1:
-        keep = set(shard_ids(ids, process_index, process_count))
-        samples = [s for s in samples if s.id in keep]
-        out_dir = Path(out_dir) / f"process_{process_index:03d}"
-    else:
-        shard_ids(ids, process_index, process_count)  # validates the pair
+    process, count = _processes()
+    writer = process == 0
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     pred_path = out_dir / PREDICTIONS_FILE
-    if resume:
-        done = {r["id"] for r in read_records(pred_path, repair=True)}
-    else:
-        pred_path.write_text("")
-        done = set()
-    todo = [s for s in samples if s.id not in done]
+    done = np.zeros(len(samples), bool)
+    if writer:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            finished = {r["id"] for r in read_records(pred_path, repair=True)}
+            done = np.array([s.id in finished for s in samples])
+        else:
+            pred_path.write_text("")
+    todo = [s for s, d in zip(samples, _agree_on_done(done, count)) if not d]
 
-    with open(pred_path, "a", encoding="utf-8") as fh, \
-            tqdm(total=len(todo), unit="sample", desc=name or "eval", disable=not progress) as bar:
+    with (open(pred_path, "a", encoding="utf-8") if writer else contextlib.nullcontext()) as fh, \
+            tqdm(total=len(todo), unit="sample", desc=name or "eval", disable=not (progress and writer)) as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            append_records(fh, _evaluate_batch(batch, predict_batch, batch_size))
+            records = _evaluate_batch(batch, predict_batch, batch_size)
+            if writer:
+                append_records(fh, records)
             bar.update(len(batch))
 
-    records = read_records(pred_path)
-    summary = summarize_run(samples, records, task=task, name=name or out_dir.name, config=config)
-    summary.update(process_index=process_index, process_count=process_count)
-    write_atomic(out_dir / SUMMARY_JSON, json.dumps(summary, indent=2, default=str) + "\n")
-    write_atomic(out_dir / SUMMARY_MD, summary_markdown(summary))
+    summary = None
+    if writer:
+        records = read_records(pred_path)
+        summary = summarize_run(samples, records, task=task, name=name or out_dir.name, config=config)
+        write_atomic(out_dir / SUMMARY_JSON, json.dumps(summary, indent=2, default=str) + "\n")
+        write_atomic(out_dir / SUMMARY_MD, summary_markdown(summary))
+    _barrier(f"run_eval {out_dir.name} done", count)
+    if not writer:
+        summary = json.loads((out_dir / SUMMARY_JSON).read_text()) if (out_dir / SUMMARY_JSON).is_file() else {}
     return summary
