@@ -31,10 +31,20 @@ def _how(rc: int) -> str:
     return f"failed with exit code {rc}"
 
 
+def _die_with_parent() -> None:
+    """Linux: the worker gets SIGKILL if this supervisor dies, so no orphan keeps the run's devices."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def run_supervised(argv: list[str], out: str, process_id: int | None) -> int:
     """Run `jaxprune <argv>` as the worker; 0 when it finished, 1 otherwise (with the message)."""
     env = dict(os.environ, **{WORKER_ENV: "1"})
-    child = subprocess.Popen([sys.executable, "-m", "jax_pruning.cli", *argv], env=env)
+    child = subprocess.Popen([sys.executable, "-m", "jax_pruning.cli", *argv], env=env, preexec_fn=_die_with_parent)
     forward = lambda signum, _frame: child.send_signal(signum)  # noqa: E731
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
