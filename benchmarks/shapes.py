@@ -1,7 +1,7 @@
 """Benchmark model presets as HF config dicts, random-weight builders, and the real models' FLOP bounds.
 
 Presets:
-- real: "llava_next_8b", "qwen2_5_vl_7b" (MODEL_SHAPES.md). Never allocated here:
+- real: "llava_next_8b", "qwen2_5_vl_7b": the configs of jax_pruning/presets.py. Never allocated here:
   only parsed, built abstractly (`models.params.abstract_model`) and costed analytically.
 - cpu: the same architectures, fewer and narrower layers, realistic visual-token
   counts (LLaVA-NeXT: one 672x672 image on a 24x24 base grid -> 2,928 tokens;
@@ -19,9 +19,11 @@ import types
 
 import numpy as np
 
+from jax_pruning import presets as _presets
+
 LLAVA_IMAGE_ID, LLAVA_PAD_ID = 43, 41  # ids of tests.models.llava_tiny's word tokenizer
 QWEN_PAD_ID, QWEN_IMAGE_ID = 120, 123  # ids of tests.models.qwen_tiny's word tokenizer
-REAL_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
+REAL_PINPOINTS = _presets.LLAVA_NEXT_PINPOINTS
 PROMPT_TOKENS = 60  # a VQA prompt with its chat template, for the real models' FLOP figures
 
 
@@ -35,55 +37,18 @@ class Preset:
     patch: int = 14
 
 
-def _llama_text(hidden, layers, heads, kv_heads, head_dim, intermediate, vocab, **extra) -> dict:
-    return dict(model_type="llama", hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                num_key_value_heads=kv_heads, head_dim=head_dim, intermediate_size=intermediate, vocab_size=vocab,
-                max_position_embeddings=8192, rms_norm_eps=1e-5, tie_word_embeddings=False, **extra)
-
-
-def _llava(text: dict, hidden, layers, heads, intermediate, crop, patch, pinpoints, image_id, pad_id) -> dict:
-    vision = dict(model_type="clip_vision_model", hidden_size=hidden, intermediate_size=intermediate,
-                  num_hidden_layers=layers, num_attention_heads=heads, image_size=crop, patch_size=patch,
-                  hidden_act="quick_gelu", projection_dim=768)
-    return dict(model_type="llava_next", architectures=["LlavaNextForConditionalGeneration"],
-                text_config=dict(text, pad_token_id=pad_id), vision_config=vision, image_token_index=image_id,
-                image_grid_pinpoints=pinpoints, vision_feature_layer=-2, vision_feature_select_strategy="default",
-                projector_hidden_act="gelu", tie_word_embeddings=False)
-
-
-def _qwen25(hidden, layers, heads, kv_heads, intermediate, vocab, v_depth, v_hidden, v_intermediate, v_heads,
-            fullatt, ids=(151655, 151656, 151652, 151653, 151643)) -> dict:
-    image, video, start, end, pad = ids
-    vision = dict(depth=v_depth, hidden_size=v_hidden, intermediate_size=v_intermediate, num_heads=v_heads,
-                  patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-                  fullatt_block_indexes=fullatt, out_hidden_size=hidden, tokens_per_second=2, hidden_act="silu",
-                  in_chans=3)
-    return dict(model_type="qwen2_5_vl", architectures=["Qwen2_5_VLForConditionalGeneration"],
-                hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                num_key_value_heads=kv_heads, intermediate_size=intermediate, vocab_size=vocab,
-                max_position_embeddings=32768, rms_norm_eps=1e-6, rope_theta=1e6,
-                rope_scaling=dict(type="mrope", mrope_section=_mrope_section(hidden // heads)),
-                tie_word_embeddings=False, vision_config=vision, image_token_id=image, video_token_id=video,
-                vision_start_token_id=start, vision_end_token_id=end, pad_token_id=pad, bos_token_id=pad,
-                eos_token_id=pad)
-
-
-def _mrope_section(head_dim: int) -> list[int]:
-    """[16, 24, 24] at head_dim 128, scaled to narrower heads (sums to head_dim / 2)."""
-    half = head_dim // 2
-    t = half // 4
-    rest = half - t
-    return [t, rest // 2, rest - rest // 2]
+# One copy of the real configs and their builders: jax_pruning/presets.py (the memory planner's presets).
+_llama_text = _presets.llama_text
+_llava = _presets.llava_next
+_qwen25 = _presets.qwen2_5_vl
+_mrope_section = _presets.mrope_section
 
 
 _QWEN_TEST_IDS = (QWEN_IMAGE_ID, 124, 121, 122, QWEN_PAD_ID)
 
 PRESETS: dict[str, Preset] = {
-    "llava_next_8b": Preset("llava_next_8b", "llava_next", _llava(
-        _llama_text(4096, 32, 32, 8, 128, 14336, 128320, rope_theta=500000.0),
-        1024, 24, 16, 4096, 336, 14, REAL_PINPOINTS, 128256, 128001), (672, 672)),
-    "qwen2_5_vl_7b": Preset("qwen2_5_vl_7b", "qwen2_5_vl", _qwen25(
-        3584, 28, 28, 4, 18944, 152064, 32, 1280, 3420, 16, [7, 15, 23, 31]), (896, 1120)),
+    "llava_next_8b": Preset("llava_next_8b", "llava_next", _presets.config("llava-next-8b"), (672, 672)),
+    "qwen2_5_vl_7b": Preset("qwen2_5_vl_7b", "qwen2_5_vl", _presets.config("qwen2.5-vl-7b"), (896, 1120)),
     "llava_next_cpu": Preset("llava_next_cpu", "llava_next", _llava(
         _llama_text(256, 6, 8, 2, 32, 768, 512, rope_theta=500000.0),
         64, 3, 4, 128, 336, 14, REAL_PINPOINTS, LLAVA_IMAGE_ID, LLAVA_PAD_ID), (672, 672)),

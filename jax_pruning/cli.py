@@ -1,4 +1,4 @@
-"""The `jaxprune` command line: convert, generate, eval, bench, demo."""
+"""The `jaxprune` command line: convert, generate, eval, bench, demo, plan."""
 
 from __future__ import annotations
 
@@ -130,6 +130,20 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, limit=args.limit)
 
 
+def _plan(args: argparse.Namespace) -> int:
+    import jax_pruning as jp
+    from jax_pruning.plan import plan_memory
+
+    spec = None if args.method in (None, "none") else jp.pruner(args.method, keep_ratio=args.keep,
+                                                                **_options(args.option))
+    plan = plan_memory(args.model, mesh=args.mesh, batch_size=args.batch_size, device_memory=args.device_memory,
+                       visual_tokens=args.max_visual_tokens, prompt_tokens=args.prompt_tokens,
+                       new_tokens=args.new_tokens, pruner=spec, dtype=args.dtype, fsdp=args.fsdp,
+                       attention=args.attention)
+    print(plan.to_json() if args.json else plan.table())
+    return 0
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=str(DEFAULT_MODEL),
                    help="HF checkpoint folder or converted folder (default: the embedded tiny LLaVA-NeXT)")
@@ -141,6 +155,32 @@ def _method_args(p: argparse.ArgumentParser, default_methods: list[str]) -> None
                    help="pruning methods (none, mr_pruner, hilo, fastv, gprune, tome, random)")
     p.add_argument("--keep", nargs="+", type=float, default=[0.25], help="keep ratios")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method option")
+
+
+def _plan_parser(sub) -> None:
+    from jax_pruning.plan import ATTENTION, DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_TOKENS
+
+    p = sub.add_parser("plan", help="per-device memory of a pruned generate on a device mesh (nothing allocated)")
+    p.add_argument("--model", required=True,
+                   help="model folder or preset (llava-next-8b, qwen2-vl-7b, qwen2.5-vl-7b, qwen2.5-vl-72b, "
+                        "qwen3-vl-8b)")
+    p.add_argument("--mesh", default="data=1,model=1", help="device mesh, e.g. data=2,model=4")
+    p.add_argument("--device-memory", default=None, help="memory per device, e.g. 16GiB, 80GB, 141GiB")
+    p.add_argument("--batch-size", type=int, default=1, help="global batch (a multiple of the data axis)")
+    p.add_argument("--max-visual-tokens", type=int, default=None,
+                   help="visual tokens per sample (default: LLaVA-NeXT a 672x672 image, 2928; Qwen 1280)")
+    p.add_argument("--prompt-tokens", type=int, default=DEFAULT_PROMPT_TOKENS, help="text tokens per sample")
+    p.add_argument("--new-tokens", type=int, default=DEFAULT_NEW_TOKENS, help="max_new_tokens")
+    p.add_argument("--method", default=None, help="pruning method (default: none)")
+    p.add_argument("--keep", type=float, default=0.25)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--fsdp", action="store_true", help="also split the weights' embed axes over data")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
+    p.add_argument("--attention", choices=list(ATTENTION), default="xla",
+                   help="attention scores: xla (what runs on GPU/TPU today: [L, S] scores materialised), "
+                        "fused (a flash kernel), cpu (the query-blocked CPU path)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(run=_plan)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="jaxprune-demo", help="folder for the table, predictions and plots")
     p.add_argument("--limit", type=int, default=100, help="easy-VQA test questions per run")
     p.set_defaults(run=_demo)
+
+    _plan_parser(sub)
     return parser
 
 

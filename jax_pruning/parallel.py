@@ -27,8 +27,6 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from models.sharding import batch_spec, constrain, place  # noqa: F401  (re-exported)
-
 DATA, MODEL = "data", "model"
 
 
@@ -80,23 +78,28 @@ def to_host(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def parse_mesh(text: str, devices=None) -> Mesh:
-    """'data=2,model=4' (either may be omitted; 'all' = the rest of the devices) -> make_mesh(...)."""
+def mesh_axis_sizes(text: str) -> dict[str, int | None]:
+    """'data=2,model=4' -> {"data": 2, "model": 4}; an axis may be omitted or 'all' (None)."""
     sizes: dict[str, int | None] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep or key.strip() not in (DATA, MODEL):
-            raise ValueError(f"mesh {text!r}: expected data=D,model=M (got {part!r})")
-        value = value.strip()
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        key, sep, value = (x.strip() for x in part.partition("="))
+        if not sep or key not in (DATA, MODEL):
+            raise ValueError(f"mesh {text!r}: expected 'data=D,model=M', e.g. data=2,model=4 (got {part!r})")
+        if key in sizes:
+            raise ValueError(f"mesh {text!r}: axis {key!r} given twice")
         if value == "all":
-            sizes[key.strip()] = None
-            continue
-        try:
-            sizes[key.strip()] = int(value)
-        except ValueError:
-            raise ValueError(f"mesh {text!r}: {key.strip()} must be an integer or 'all', got {value!r}") from None
-    model = sizes.get(MODEL) or 1
-    return make_mesh(data=sizes.get(DATA), model=model, devices=devices)
+            sizes[key] = None
+        elif value.isdigit() and int(value) >= 1:
+            sizes[key] = int(value)
+        else:
+            raise ValueError(f"mesh {text!r}: {key} must be a whole number >= 1 or 'all', got {value!r}")
+    return sizes
+
+
+def parse_mesh(text: str, devices=None) -> Mesh:
+    """'data=2,model=4' -> make_mesh(...); a missing or 'all' data axis takes the remaining devices."""
+    sizes = mesh_axis_sizes(text)
+    return make_mesh(data=sizes.get(DATA), model=sizes.get(MODEL) or 1, devices=devices)
 
 
 def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,

@@ -13,6 +13,7 @@ visual positions (zeros elsewhere), as HF's `_deepstack_process` does.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -28,6 +29,7 @@ from models.multimodal import (
 from models.qwen_vision import QwenVisionTower
 from models.qwen_vision.layout import VisionLayout
 from models.qwen_vl_plan import plan_qwen_vl_inputs
+from models.sharding import constrain_batch, place_batch
 from models.visual_tokens import VisualTokens
 
 ACCEPTED_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")
@@ -54,14 +56,16 @@ class QwenVLModel(TwoStageForward, nnx.Module):
         *,
         visual_capacity: int | None = None,
         max_images: int | None = None,
-        patch_capacity: int | None = None,
-        window_capacity: int | None = None,
+        unit_capacity: int | None = None,
+        unit_patch_capacity: int | None = None,
+        unit_window_capacity: int | None = None,
         **extra,
     ) -> PreparedInputs:
         """Processor outputs -> PreparedInputs.
 
-        Static sizes (default: exact for this batch): visual_capacity (Nv), max_images (I),
-        patch_capacity (patches the tower runs on), window_capacity (Qwen2.5-VL windows).
+        Static sizes (default: exact for this batch): visual_capacity (Nv), max_images (I), and the
+        tower's unit_capacity (attention units = frames of images), unit_patch_capacity (patches per
+        unit), unit_window_capacity (Qwen2.5-VL windows per unit); see models/qwen_vision/layout.py.
         """
         reject_unknown("QwenVLModel", extra, ACCEPTED_INPUTS)
         ids, mask = check_text_inputs(input_ids, attention_mask, self.config.text.vocab_size)
@@ -74,19 +78,22 @@ class QwenVLModel(TwoStageForward, nnx.Module):
             image_grid_thw,
             mm_token_type_ids,
             video_token_id=self.config.video_token_id,
-            patch_capacity=patch_capacity,
-            window_capacity=window_capacity,
+            unit_capacity=unit_capacity,
+            unit_patch_capacity=unit_patch_capacity,
+            unit_window_capacity=unit_window_capacity,
             visual_capacity=visual_capacity,
             max_images=max_images,
         )
-        pixels = None if plan.pixel_values is None else jnp.asarray(plan.pixel_values)
-        embeds, additions = _embed(self, jnp.asarray(ids), pixels, plan.layout, plan.tokens, plan.merged_slots)
+        # Under a mesh (jax.set_mesh): the tower's units and the rows split over "data".
+        layout = None if plan.layout is None else jax.tree.map(place_batch, plan.layout)
+        embeds, additions = _embed(self, place_batch(ids), place_batch(plan.pixel_values), layout,
+                                   jax.tree.map(place_batch, plan.tokens), place_batch(plan.merged_slots))
         return PreparedInputs(
             inputs_embeds=embeds,
-            position_ids=jnp.asarray(plan.position_ids),
-            attention_mask=jnp.asarray(mask),
+            position_ids=place_batch(plan.position_ids, batch_axis=1),
+            attention_mask=place_batch(mask),
             layer_additions=additions,
-            next_position=jnp.asarray(next_positions(plan.position_ids, mask)),
+            next_position=place_batch(next_positions(plan.position_ids, mask)),
             visual=plan.tokens,
         )
 
@@ -97,11 +104,11 @@ def _embed(model: QwenVLModel, input_ids, pixel_values, layout: VisionLayout | N
     """-> (inputs_embeds [B, T, D], deepstack additions [n, B, T, D] or None)."""
     embeds = model.language_model.embed(input_ids)
     if pixel_values is None:
-        return embeds, None
+        return constrain_batch(embeds), None
     out = model.visual(pixel_values, layout)
-    embeds = place_visual(embeds, out.merged[merged_slots], tokens)
+    embeds = constrain_batch(place_visual(embeds, out.merged[merged_slots], tokens))
     if not out.deepstack:
         return embeds, None
     zeros = jnp.zeros_like(embeds)
     additions = jnp.stack([place_visual(zeros, feature[merged_slots], tokens) for feature in out.deepstack])
-    return embeds, additions
+    return embeds, constrain_batch(additions, batch_axis=1)

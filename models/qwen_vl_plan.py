@@ -31,17 +31,17 @@ class QwenVLPlan:
     rope_deltas: np.ndarray  # [B, 1] int32: decode position = n_valid + step + delta
     tokens: VisualTokens  # [B, Nv] map of the visual tokens (positions, rows, cols, images)
     merged_slots: np.ndarray  # [B, Nv] int32: row of the tower's merged output feeding each slot (0 for padding)
-    pixel_values: Optional[np.ndarray] = None  # [Np, C*T*P*P] float32, zero-padded
+    pixel_values: Optional[np.ndarray] = None  # [U, P, C*T*P*P] float32, one row per attention unit, zero-padded
     layout: Optional[VisionLayout] = None
 
 
-def merged_slots(tokens: VisualTokens) -> np.ndarray:
-    """[B, Nv]: the tower emits the batch's images in prompt order, so sample b's slots read
-    rows offset_b + slot, offset_b = the visual tokens of earlier samples."""
-    counts = tokens.valid.sum(axis=1)
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    slots = offsets[:, None] + np.arange(tokens.capacity)[None, :]
-    return np.where(tokens.valid, slots, 0).astype(np.int32)
+def merged_slots(tokens: VisualTokens, layout: Optional[VisionLayout]) -> np.ndarray:
+    """[B, Nv]: the tower's real merged rows (`layout.merged_valid`, flattened over units) are the
+    batch's visual tokens in prompt order, and so are the valid slots read sample by sample, row-major."""
+    slots = np.zeros(tokens.valid.shape, np.int32)
+    if layout is not None:
+        slots[tokens.valid] = np.flatnonzero(layout.merged_valid)
+    return slots
 
 
 def plan_qwen_vl_inputs(
@@ -54,14 +54,16 @@ def plan_qwen_vl_inputs(
     mm_token_type_ids=None,
     *,
     video_token_id: Optional[int] = None,
-    patch_capacity: Optional[int] = None,
-    window_capacity: Optional[int] = None,
+    unit_capacity: Optional[int] = None,
+    unit_patch_capacity: Optional[int] = None,
+    unit_window_capacity: Optional[int] = None,
     visual_capacity: Optional[int] = None,
     max_images: Optional[int] = None,
 ) -> QwenVLPlan:
     """Validate processor outputs and build the plan. Text-only batches have no pixels/layout.
 
     Images go to samples in order by their `<|image_pad|>` counts (HF's masked_scatter order).
+    unit_* capacities: the tower's static sizes (models/qwen_vision/layout.py), default exact.
     """
     ids = np.asarray(input_ids)
     if ids.ndim != 2:
@@ -75,8 +77,9 @@ def plan_qwen_vl_inputs(
     grid = np.zeros((0, 3), np.int64)
     if image_grid_thw is not None:
         grid = check_grid_thw(image_grid_thw, vision)
-        pixels = pad_pixel_values(pixel_values, grid, vision, patch_capacity)
-        layout = build_vision_layout(grid, vision, pixels.shape[0], window_capacity)
+        caps = dict(unit_capacity=unit_capacity, unit_patch_capacity=unit_patch_capacity)
+        pixels = pad_pixel_values(pixel_values, grid, vision, **caps)
+        layout = build_vision_layout(grid, vision, **caps, unit_window_capacity=unit_window_capacity)
     per_image = np.prod(merged_grids(grid, vision.spatial_merge_size), axis=1).tolist()
     per_sample = images_per_sample(ids, image_token_id, per_image)
     tokens = visual_token_structure(
@@ -94,4 +97,5 @@ def plan_qwen_vl_inputs(
         family=vision.family,
         tokens_per_second=vision.tokens_per_second,
     )
-    return QwenVLPlan(ids.astype(np.int32), mask, positions, deltas, tokens, merged_slots(tokens), pixels, layout)
+    slots = merged_slots(tokens, layout)
+    return QwenVLPlan(ids.astype(np.int32), mask, positions, deltas, tokens, slots, pixels, layout)

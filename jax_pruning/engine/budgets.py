@@ -14,6 +14,7 @@ import dataclasses
 
 import numpy as np
 
+from jax_pruning.engine.buckets import bucket
 from jax_pruning.methods import gprune, hilo, mr_pruner
 from jax_pruning.registry import PrunerSpec
 from models.visual_tokens import KIND_BASE, KIND_NEWLINE, KIND_TILE, VisualTokens
@@ -97,3 +98,15 @@ def compute_budgets(spec: PrunerSpec | None, tokens: VisualTokens) -> Budgets:
     as32 = lambda a: np.asarray(a, np.int32)
     return Budgets(as32(keep), as32(low), as32(high), as32(cand), as32(newline), as32(real))
 
+
+def sequence_slots(mode: str, length: int, full, seen, entering) -> tuple[int, int]:
+    """(length0, length1): the prefill's bucketed sequence slots before / after its split layer.
+
+    length: the staged (bucketed) prompt length; full, seen, entering [B]: real tokens per sample,
+    those the last layers see (text + kept visual), those entering the first layers (Hi-Lo: + its
+    candidates C). FastV's first layers run on the full prompt; "pre" has one segment (length1 =
+    length0). One formula for the engine and the memory planner (jax_pruning/plan.py).
+    """
+    length1 = min(bucket(int(np.max(seen, initial=1)), 16), length)
+    length0 = min(bucket(int(np.max(full if mode == "fastv" else entering, initial=1)), 16), length)
+    return (length0, length0) if mode == "pre" else (length0, length1)

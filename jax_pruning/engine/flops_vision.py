@@ -4,10 +4,11 @@ Counted from the images themselves (LLaVA-NeXT: crops per image from
 `image_sizes`; Qwen-VL: t x h x w patches per image from `image_grid_thw`), the
 work the method needs. Conventions as in flops.py: matmuls 2·m·n·k, dense
 attention scores + values 4·n²·width; norms, activations and softmax ignored.
-Attention is per crop (CLIP) and per image (Qwen, which attends within an
-image), windowed in Qwen2.5-VL's window blocks. What the compiled tower runs
-can be more (padded crops / patches to the shape bucket; Qwen's block-diagonal
-mask over all patches of a batch): that is the bucket's cost, not the method's.
+Attention is per crop (CLIP) and per frame of an image (Qwen, which attends
+within a frame), windowed in Qwen2.5-VL's window blocks. What the compiled
+tower runs can be more (crops padded to the shape bucket; Qwen frames padded
+to the bucketed patches per unit, plus padding units): that is the bucket's
+cost, not the method's.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def qwen_image_flops(vision, text_width: int, family: str, t: int, h: int, w: in
     width = vision.hidden_size
     gated = family == "qwen2_5_vl"
     vit = 2.0 * patches * vision.patch_dim * width
-    full = patches * patches
+    full = t * (h * w) ** 2  # each frame attends within itself
     windowed = t * _window_pairs(vision, h, w) if vision.uses_window_attention else full
     for block in range(vision.depth):
         pairs = full if (not vision.uses_window_attention or block in vision.fullatt_block_indexes) else windowed

@@ -31,8 +31,7 @@ import numpy as np
 
 from jax_pruning.engine import flops as flops_model
 from jax_pruning.engine.batch import PrefillInputs
-from jax_pruning.engine.budgets import MULTI_RESOLUTION, compute_budgets, multi_resolution_error
-from jax_pruning.engine.buckets import bucket
+from jax_pruning.engine.budgets import MULTI_RESOLUTION, compute_budgets, multi_resolution_error, sequence_slots
 from jax_pruning.engine.decode import decode
 from jax_pruning.engine.prefill import prefill, segment_layout
 from jax_pruning.engine.traces import compile_count
@@ -180,11 +179,7 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, mode: s
     text = mask.sum(axis=1) - np.asarray(vt.valid).sum(axis=1)
     seen = text + budgets.seen
     entering = seen + (budgets.candidates if mode == "hilo" else 0)
-    full = mask.sum(axis=1)
-    length1 = min(bucket(int(seen.max(initial=1)), 16), length)
-    length0 = min(bucket(int((full if mode == "fastv" else entering).max(initial=1)), 16), length)
-    if mode == "pre":
-        length1 = length0
+    length0, length1 = sequence_slots(mode, length, mask.sum(axis=1), seen, entering)
 
     batch = PrefillInputs(
         embeds=embeds, positions=prepared.position_ids, mask=prepared.attention_mask,

@@ -10,11 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from jax_pruning.engine.buckets import bucket, pad_text_left
+from models.sharding import active_mesh
 
 REQUIRED = ("input_ids",)
 
 
-def llava_capacities(model, inputs: dict) -> dict:
+def llava_capacities(model, inputs: dict, crop_multiple: int = 1) -> dict:
+    """crop_multiple: the crop capacity is rounded up to it (the mesh's data-axis size), so the
+    vision tower's crops split evenly over "data"."""
     from models.llava_layout import image_grids
 
     ids = np.asarray(inputs["input_ids"])
@@ -23,25 +26,30 @@ def llava_capacities(model, inputs: dict) -> dict:
     if inputs.get("pixel_values") is not None:
         grids = image_grids(inputs.get("image_sizes"), model.config.vision)
         crops = sum(g.num_crops for g in grids)
-        caps["crop_capacity"] = bucket(crops, 1)
+        caps["crop_capacity"] = -(-bucket(crops, 1) // crop_multiple) * crop_multiple
         # Images per sample are only known after planning (adjacent images share one run of image
         # tokens); the batch's image count bounds them, and only sizes the [B, I] per-image maps.
         caps["max_images"] = bucket(len(grids), 1)
     return caps
 
 
-def qwen_capacities(model, inputs: dict) -> dict:
-    from models.qwen_vision.layout import count_windows
+def qwen_capacities(model, inputs: dict, *, unit_multiple: int = 1) -> dict:
+    """Bucketed sizes of a Qwen-VL batch. The tower's units (frames of images) round up to a multiple of
+    `unit_multiple` (the data-axis size, so the unit axis splits evenly); patches per unit to a bucket that
+    is a multiple of merge**2."""
+    from models.qwen_vision.layout import exact_capacities
 
     ids = np.asarray(inputs["input_ids"])
     config = model.config
     visual = int((ids == config.image_token_id).sum(axis=1).max(initial=0))
     caps = {"visual_capacity": bucket(visual, 16)}
     if inputs.get("pixel_values") is not None:
-        grids = np.asarray(inputs["image_grid_thw"])
-        caps["patch_capacity"] = bucket(int(np.asarray(inputs["pixel_values"]).shape[0]), 16)
-        if getattr(config.vision, "window_size", None):
-            caps["window_capacity"] = bucket(count_windows(grids, config.vision), 1)
+        exact = exact_capacities(inputs["image_grid_thw"], config.vision)
+        round_up = lambda n, k: -(-n // k) * k  # noqa: E731
+        caps["unit_capacity"] = round_up(bucket(exact["unit_capacity"], 1), unit_multiple)
+        caps["unit_patch_capacity"] = round_up(bucket(exact["unit_patch_capacity"], 16), config.vision.merge_unit)
+        if "unit_window_capacity" in exact:
+            caps["unit_window_capacity"] = bucket(exact["unit_window_capacity"], 1)
         start = config.vision_start_token_id
         per_sample = ((ids == start).sum(axis=1) if start is not None else np.ones(len(ids))).max(initial=1)
         caps["max_images"] = bucket(int(per_sample), 1)
@@ -74,8 +82,10 @@ def stage(model, inputs: dict, pad_id: int):
     if "mm_token_type_ids" in inputs:
         extra = inputs["input_ids"].shape[1] - ids.shape[1]
         inputs["mm_token_type_ids"] = np.pad(np.asarray(inputs["mm_token_type_ids"]), ((0, 0), (extra, 0)))
+    mesh = active_mesh()
+    data = 1 if mesh is None else mesh.shape.get("data", 1)
     if model.config.model_type == "llava_next":
-        caps = llava_capacities(model, inputs)
+        caps = llava_capacities(model, inputs, crop_multiple=data)
     else:
-        caps = qwen_capacities(model, inputs)
+        caps = qwen_capacities(model, inputs, unit_multiple=data)
     return model.prepare(**inputs, **caps)

@@ -1,22 +1,37 @@
 """Host-side (NumPy) index maps for the Qwen vision towers, from `image_grid_thw`.
 
-Why on the host: the number of patches, the attention segments, the 2-D
-rotary positions, the Qwen2.5 windows and the Qwen3 position-embedding
-interpolation taps all depend on the image sizes, which are known before the
-forward pass. Computing them here (as HF's `vision_utils` does in torch) lets
-the jitted tower see only fixed-shape int/float arrays: the patch axis is
-padded to a static `patch_capacity` (a multiple of merge**2) with a validity
-mask, and the window table to a static `window_capacity`. One compilation
-serves every batch whose patches fit the capacity.
+Why on the host: the number of patches, the 2-D rotary positions, the
+Qwen2.5 windows and the Qwen3 position-embedding interpolation taps all
+depend on the image sizes, which are known before the forward pass. Computing
+them here (as HF's `vision_utils` does in torch) lets the jitted tower see
+only fixed-shape int/float arrays.
 
-Patch order is the processor's: per image, per frame, merge blocks in
-row-major order, and inside a block the merge x merge patches row-major
-(so every merge**2 consecutive patches form one LLM token).
+Why batched by unit: attention never crosses a frame of an image (HF's
+`cu_seqlens`), so each frame of each image is one attention *unit* laid along
+a leading axis, padded to a per-unit patch capacity with a validity mask.
+Attention then costs U * P^2, linear in the number of images (a packed
+[all patches] sequence with a block-diagonal mask costs its square), and the
+unit axis can be split over devices. Static capacities, keyword arguments of
+every function here (default: exact for the batch):
+
+  unit_capacity         U   attention units (frames of images), padding units
+                            are all-padding (the engine may round U up to a
+                            multiple of the device count);
+  unit_patch_capacity   P   patches per unit, a multiple of merge**2;
+  unit_window_capacity  Wc  Qwen2.5-VL attention windows per unit.
+
+One compilation serves every batch that fits the capacities.
+
+Patch order inside a unit is the processor's: merge blocks in row-major
+order, and inside a block the merge x merge patches row-major (so every
+merge**2 consecutive patches form one LLM token). Units follow the
+processor's order: image by image, frame by frame.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Optional
 
 import jax
@@ -28,16 +43,15 @@ from models.qwen_vision.config import QwenVisionConfig
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class VisionLayout:
-    """Everything the tower needs besides pixels; all arrays, fixed shapes."""
+    """Everything the tower needs besides pixels; all arrays, fixed shapes (U units of P patches)."""
 
-    patch_valid: np.ndarray  # [Np] bool
-    segment_ids: np.ndarray  # [Np] int32, one attention segment per frame of each image; pads = -1
-    rope_hw: np.ndarray  # [Np, 2] int32, (row, col) of each patch in its image
-    merged_valid: np.ndarray  # [Nm] bool, Nm = Np // merge**2
-    window_index: Optional[np.ndarray] = None  # [Wc, L] int32 patch ids per window (Qwen2.5)
-    window_valid: Optional[np.ndarray] = None  # [Wc, L] bool
-    interp_index: Optional[np.ndarray] = None  # [Np, 4] int32 taps into pos_embed (Qwen3)
-    interp_weight: Optional[np.ndarray] = None  # [Np, 4] float32 bilinear weights (Qwen3)
+    patch_valid: np.ndarray  # [U, P] bool, a prefix of each unit; padding units all False
+    rope_hw: np.ndarray  # [U, P, 2] int32, (row, col) of each patch in its image
+    merged_valid: np.ndarray  # [U, Pm] bool, Pm = P // merge**2
+    window_index: Optional[np.ndarray] = None  # [U, Wc, L] int32 patch ids (within the unit) per window (Qwen2.5)
+    window_valid: Optional[np.ndarray] = None  # [U, Wc, L] bool
+    interp_index: Optional[np.ndarray] = None  # [U, P, 4] int32 taps into pos_embed (Qwen3)
+    interp_weight: Optional[np.ndarray] = None  # [U, P, 4] float32 bilinear weights (Qwen3)
 
 
 def check_grid_thw(image_grid_thw, config: QwenVisionConfig) -> np.ndarray:
@@ -95,83 +109,112 @@ def _windows_of_frame(h: int, w: int, m: int, side: int) -> list[np.ndarray]:
     return windows
 
 
-def count_windows(image_grid_thw, config: QwenVisionConfig) -> int:
-    side = config.window_merged_side
+def unit_grids(image_grid_thw) -> np.ndarray:
+    """[num_units, 2] (h, w) of every attention unit: each frame of each image, in patch order."""
+    grid = np.asarray(image_grid_thw, dtype=np.int64).reshape(-1, 3)
+    return np.repeat(grid[:, 1:], grid[:, 0], axis=0)
+
+
+def _windows_per_unit(units: np.ndarray, config: QwenVisionConfig) -> np.ndarray:  # [num_units, 2] -> [num_units]
+    side, m = config.window_merged_side, config.spatial_merge_size
+    return -(-(units[:, 0] // m) // side) * -(-(units[:, 1] // m) // side)
+
+
+def exact_capacities(image_grid_thw, config: QwenVisionConfig) -> dict:
+    """The smallest capacities holding this batch, keyed by the keyword names (window only for Qwen2.5-VL)."""
+    units = unit_grids(check_grid_thw(image_grid_thw, config))
+    caps = dict(unit_capacity=len(units), unit_patch_capacity=int(np.prod(units, axis=1).max()))
+    if config.uses_window_attention:
+        caps["unit_window_capacity"] = int(_windows_per_unit(units, config).max())
+    return caps
+
+
+def _resolve(grid: np.ndarray, config: QwenVisionConfig, **given) -> dict:
+    """Fill capacities left None with the exact ones; ValueError (naming the argument) when one is too small."""
+    exact = exact_capacities(grid, config)
+    caps = {}
+    for name, need in exact.items():
+        cap = need if given.get(name) is None else int(given[name])
+        if cap < need:
+            raise ValueError(f"{name}={cap} is below the {need} this batch needs")
+        caps[name] = cap
+    if caps["unit_patch_capacity"] % config.merge_unit:
+        raise ValueError(
+            f"unit_patch_capacity={caps['unit_patch_capacity']} must be a multiple of merge**2={config.merge_unit}"
+        )
+    return caps
+
+
+def _interp_taps(rows: np.ndarray, cols: np.ndarray, h: int, w: int, side: int):
+    """Qwen3-VL: the 4 bilinear taps/weights into the side x side pos_embed table -> [n, 4], [n, 4]."""
+    row_taps, row_w = _bilinear_taps(rows, h, side)
+    col_taps, col_w = _bilinear_taps(cols, w, side)
+    index = (row_taps[:, :, None] * side + col_taps[:, None, :]).reshape(-1, 4)
+    weight = (row_w[:, :, None] * col_w[:, None, :]).reshape(-1, 4)
+    return index, weight
+
+
+@functools.lru_cache(maxsize=1024)
+def _frame_maps(h: int, w: int, config: QwenVisionConfig) -> dict:
+    """One frame's maps at its exact sizes, cached (batches repeat image sizes); read-only.
+
+    rope_hw [h*w, 2]; Qwen3 interp_index / interp_weight [h*w, 4]; Qwen2.5 window_index / window_valid [Wf, L].
+    """
     m = config.spatial_merge_size
-    return int(
-        sum(t * -(-(h // m) // side) * -(-(w // m) // side) for t, h, w in np.asarray(image_grid_thw).tolist())
-    )
+    rows, cols = _patch_rows_cols(h, w, m)
+    maps = dict(rope_hw=np.stack([rows, cols], axis=-1).astype(np.int32))
+    if config.family == "qwen3_vl":
+        index, weight = _interp_taps(rows, cols, h, w, config.num_grid_per_side)
+        maps.update(interp_index=index.astype(np.int32), interp_weight=weight)
+    if config.uses_window_attention:
+        windows = _windows_of_frame(h, w, m, config.window_merged_side)
+        shape = (len(windows), config.window_merged_side**2 * config.merge_unit)
+        maps.update(window_index=np.zeros(shape, np.int32), window_valid=np.zeros(shape, bool))
+        for i, win in enumerate(windows):
+            maps["window_index"][i, : len(win)], maps["window_valid"][i, : len(win)] = win, True
+    for table in maps.values():
+        table.setflags(write=False)
+    return maps
 
 
 def build_vision_layout(
     image_grid_thw,
     config: QwenVisionConfig,
-    patch_capacity: Optional[int] = None,
-    window_capacity: Optional[int] = None,
+    *,
+    unit_capacity: Optional[int] = None,
+    unit_patch_capacity: Optional[int] = None,
+    unit_window_capacity: Optional[int] = None,
 ) -> VisionLayout:
-    """Index maps for a batch of images; capacities default to the exact sizes.
+    """Index maps for a batch of images, one row per attention unit; capacities default to the exact sizes.
 
     Pass fixed capacities (e.g. bucketed) to reuse one compilation across batches.
     """
     grid = check_grid_thw(image_grid_thw, config)
-    m, mu = config.spatial_merge_size, config.merge_unit
-    total = num_patches(grid)
-    cap = total if patch_capacity is None else int(patch_capacity)
-    if cap < total or cap % mu:
-        raise ValueError(
-            f"patch_capacity={cap} must be >= the {total} patches of image_grid_thw and a multiple of {mu}"
-        )
-    segment_ids = np.full(cap, -1, np.int32)
-    rope_hw = np.zeros((cap, 2), np.int32)
-    interp_index = np.zeros((cap, 4), np.int32)
-    interp_weight = np.zeros((cap, 4), np.float32)
-    windows: list[np.ndarray] = []
-    start, segment = 0, 0
-    for t, h, w in grid.tolist():
-        rows, cols = _patch_rows_cols(h, w, m)
-        if config.family == "qwen3_vl":
-            side = config.num_grid_per_side
-            row_taps, row_w = _bilinear_taps(rows, h, side)
-            col_taps, col_w = _bilinear_taps(cols, w, side)
-            frame_index = (row_taps[:, :, None] * side + col_taps[:, None, :]).reshape(-1, 4)
-            frame_weight = (row_w[:, :, None] * col_w[:, None, :]).reshape(-1, 4)
-        for _ in range(t):
-            stop = start + h * w
-            segment_ids[start:stop] = segment
-            rope_hw[start:stop, 0], rope_hw[start:stop, 1] = rows, cols
-            if config.family == "qwen3_vl":
-                interp_index[start:stop], interp_weight[start:stop] = frame_index, frame_weight
-            if config.uses_window_attention:
-                windows += [win + start for win in _windows_of_frame(h, w, m, config.window_merged_side)]
-            start, segment = stop, segment + 1
-
-    layout = dict(
-        patch_valid=np.arange(cap) < total,
-        segment_ids=segment_ids,
-        rope_hw=rope_hw,
-        merged_valid=np.arange(cap // mu) < total // mu,
-    )
-    if config.uses_window_attention:
-        layout.update(_window_table(windows, config, window_capacity))
-    if config.family == "qwen3_vl":
-        layout.update(interp_index=interp_index, interp_weight=interp_weight)
-    return VisionLayout(**layout)
+    caps = _resolve(grid, config, unit_capacity=unit_capacity, unit_patch_capacity=unit_patch_capacity,
+                    unit_window_capacity=unit_window_capacity)
+    units = unit_grids(grid)
+    frames = [_frame_maps(h, w, config) for h, w in units.tolist()]
+    layout = {}
+    for name, first in frames[0].items():  # [U, capacity, ...], frame u's maps in row u, zero-padded
+        rows = caps["unit_window_capacity"] if name.startswith("window") else caps["unit_patch_capacity"]
+        table = np.zeros((caps["unit_capacity"], rows, *first.shape[1:]), first.dtype)
+        for u, maps in enumerate(frames):
+            table[u, : len(maps[name])] = maps[name]
+        layout[name] = table
+    patch_valid = np.zeros((caps["unit_capacity"], caps["unit_patch_capacity"]), bool)
+    patch_valid[: len(units)] = np.arange(caps["unit_patch_capacity"]) < np.prod(units, axis=1)[:, None]
+    return VisionLayout(patch_valid=patch_valid, merged_valid=patch_valid[:, :: config.merge_unit], **layout)
 
 
-def _window_table(windows: list[np.ndarray], config: QwenVisionConfig, capacity: Optional[int]) -> dict:
-    length = config.window_merged_side**2 * config.merge_unit
-    cap = len(windows) if capacity is None else int(capacity)
-    if cap < len(windows):
-        raise ValueError(f"window_capacity={cap} is below the {len(windows)} attention windows of this batch")
-    index = np.zeros((cap, length), np.int32)
-    valid = np.zeros((cap, length), bool)
-    for i, win in enumerate(windows):
-        index[i, : len(win)], valid[i, : len(win)] = win, True
-    return dict(window_index=index, window_valid=valid)
-
-
-def pad_pixel_values(pixel_values, image_grid_thw, config: QwenVisionConfig, patch_capacity: Optional[int] = None):
-    """Check `pixel_values` ([num_patches, C*T*P*P]) against the grid and zero-pad to capacity."""
+def pad_pixel_values(
+    pixel_values,
+    image_grid_thw,
+    config: QwenVisionConfig,
+    *,
+    unit_capacity: Optional[int] = None,
+    unit_patch_capacity: Optional[int] = None,
+) -> np.ndarray:
+    """Check `pixel_values` ([num_patches, C*T*P*P]) against the grid; lay it out as [U, P, C*T*P*P], zero-padded."""
     pixels = np.asarray(pixel_values, dtype=np.float32)
     grid = check_grid_thw(image_grid_thw, config)
     total = num_patches(grid)
@@ -185,9 +228,10 @@ def pad_pixel_values(pixel_values, image_grid_thw, config: QwenVisionConfig, pat
         )
     if not np.isfinite(pixels).all():
         raise ValueError("pixel_values contain NaN or inf")
-    cap = total if patch_capacity is None else int(patch_capacity)
-    if cap < total or cap % config.merge_unit:
-        raise ValueError(
-            f"patch_capacity={cap} must be >= the {total} patches of this batch and a multiple of {config.merge_unit}"
-        )
-    return np.concatenate([pixels, np.zeros((cap - total, pixels.shape[1]), np.float32)])
+    caps = _resolve(grid, config, unit_capacity=unit_capacity, unit_patch_capacity=unit_patch_capacity)
+    u_cap, p_cap = caps["unit_capacity"], caps["unit_patch_capacity"]
+    sizes = np.prod(unit_grids(grid), axis=1)
+    rows = np.concatenate([u * p_cap + np.arange(n) for u, n in enumerate(sizes.tolist())])  # flat [U * P] slots
+    out = np.zeros((u_cap * p_cap, pixels.shape[1]), np.float32)
+    out[rows] = pixels
+    return out.reshape(u_cap, p_cap, pixels.shape[1])

@@ -1,10 +1,14 @@
 """The Qwen-VL vision tower (Qwen2-VL / Qwen2.5-VL / Qwen3-VL) in flax.nnx.
 
-Input: padded `pixel_values` [Np, C*T*P*P] (the processor's flattened patches)
-and a `VisionLayout` built on the host from `image_grid_thw`. Output: merged
-visual tokens [Np // merge**2, out_hidden_size] in image order (the order the
-`<|image_pad|>` tokens appear in the text), pads zeroed, plus the Qwen3-VL
-deepstack features taken after the blocks at `deepstack_visual_indexes`.
+Input: `pixel_values` [U, P, C*T*P*P] (the processor's flattened patches, one
+row per attention unit = frame of an image, see layout.py) and a `VisionLayout`
+built on the host from `image_grid_thw`. Every block runs on [U, P, D] and
+never mixes units. Output: merged visual tokens flattened to
+[U * Pm, out_hidden_size] (Pm = P // merge**2; row u * Pm + j is token j of
+unit u), pads zeroed, plus the Qwen3-VL deepstack features taken after the
+blocks at `deepstack_visual_indexes`. The real rows, in order, are the visual
+tokens in image order (the order of the `<|image_pad|>` tokens in the text):
+`np.flatnonzero(layout.merged_valid)`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from flax import nnx
 from models.qwen_vision.config import QwenVisionConfig
 from models.qwen_vision.layers import VisionBlock, block_norm_kind, linear, norm, rotary_cos_sin, rotary_inv_freq
 from models.qwen_vision.layout import VisionLayout, build_vision_layout, pad_pixel_values
+from models.sharding import constrain_batch
 
 
 class PatchProjection(nnx.Module):
@@ -34,7 +39,7 @@ class PatchProjection(nnx.Module):
         self.kernel = nnx.Param(init(rngs.params(), (*shape, config.hidden_size), dtype))
         self.bias = nnx.Param(jnp.zeros((config.hidden_size,), dtype)) if bias else None
 
-    def __call__(self, pixel_values):  # [N, C*T*P*P] -> [N, D]
+    def __call__(self, pixel_values):  # [..., C*T*P*P] -> [..., D]
         kernel = self.kernel[...]
         # like HF, pixels are cast to the weights' dtype before the projection
         out = pixel_values.astype(kernel.dtype) @ kernel.reshape(-1, kernel.shape[-1])
@@ -45,7 +50,7 @@ class PatchEmbed(nnx.Module):
     def __init__(self, config: QwenVisionConfig, rngs: nnx.Rngs, dtype=jnp.float32):
         self.proj = PatchProjection(config, rngs, bias=config.family == "qwen3_vl", dtype=dtype)
 
-    def __call__(self, pixel_values):  # [N, C*T*P*P] -> [N, D]
+    def __call__(self, pixel_values):  # [..., C*T*P*P] -> [..., D]
         return self.proj(pixel_values)
 
 
@@ -68,8 +73,8 @@ class PatchMerger(nnx.Module):
             self.ln_q = norm(block_norm_kind(config), d, rngs, dtype)
             self.fc1, self.fc2 = first, second
 
-    def __call__(self, x):  # [N, D] -> [N // unit, out]
-        grouped = lambda y: y.reshape(y.shape[0] // self.unit, -1)  # noqa: E731
+    def __call__(self, x):  # [U, P, D] -> [U, P // unit, out]
+        grouped = lambda y: y.reshape(*y.shape[:-2], y.shape[-2] // self.unit, -1)  # noqa: E731
         gelu = lambda y: jax.nn.gelu(y, approximate=False)  # noqa: E731  (torch nn.GELU())
         if not self.qwen3:
             return self.fc2(gelu(self.fc1(grouped(self.ln_q(x)))))
@@ -78,14 +83,14 @@ class PatchMerger(nnx.Module):
 
 
 class VisionOutput(NamedTuple):
-    merged: jax.Array  # [Nm, out_hidden_size], pads zeroed
-    deepstack: tuple  # Qwen3-VL: one [Nm, out_hidden_size] per deepstack index; else ()
-    merged_valid: jax.Array  # [Nm] bool
+    merged: jax.Array  # [U * Pm, out_hidden_size], row u * Pm + j = token j of unit u; pads zeroed
+    deepstack: tuple  # Qwen3-VL: one [U * Pm, out_hidden_size] per deepstack index; else ()
+    merged_valid: jax.Array  # [U * Pm] bool
 
 
 class QwenVisionTower(nnx.Module):
     """HF `Qwen2VisionTransformerPretrainedModel` / `Qwen2_5_VisionTransformerPretrainedModel` /
-    `Qwen3VLVisionModel`, with the packed sequence padded to a static capacity."""
+    `Qwen3VLVisionModel`, batched by attention unit at static capacities."""
 
     def __init__(self, config: QwenVisionConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
         self.config = config
@@ -100,21 +105,21 @@ class QwenVisionTower(nnx.Module):
             )
 
     def __call__(self, pixel_values, layout: VisionLayout) -> VisionOutput:
-        """pixel_values [Np, C*T*P*P] float; layout from `build_vision_layout` (same Np)."""
+        """pixel_values [U, P, C*T*P*P] float; layout from `build_vision_layout` (same U, P)."""
         cfg = self.config
-        if pixel_values.ndim != 2 or pixel_values.shape[1] != cfg.patch_dim:
-            raise ValueError(f"pixel_values must be [num_patches, {cfg.patch_dim}], got {pixel_values.shape}")
-        if pixel_values.shape[0] != layout.patch_valid.shape[0]:
+        if pixel_values.ndim != 3 or pixel_values.shape[2] != cfg.patch_dim:
+            raise ValueError(f"pixel_values must be [units, patches, {cfg.patch_dim}], got {pixel_values.shape}")
+        if pixel_values.shape[:2] != layout.patch_valid.shape:
             raise ValueError(
-                f"pixel_values has {pixel_values.shape[0]} rows but the layout was built for "
-                f"{layout.patch_valid.shape[0]} (use the same patch_capacity for both)"
+                f"pixel_values has {pixel_values.shape[:2]} units x patches but the layout was built for "
+                f"{layout.patch_valid.shape} (use the same capacities for both)"
             )
-        x = self.patch_embed(pixel_values)
+        x = constrain_batch(self.patch_embed(pixel_values))  # [U, P, D], units split over "data" under a mesh
         if cfg.family == "qwen3_vl":
             table = self.pos_embed.embedding[...]
-            pos = jnp.sum(table[layout.interp_index] * layout.interp_weight[..., None].astype(table.dtype), axis=1)
-            x = x + pos.astype(x.dtype)
-        cos, sin = rotary_cos_sin(layout.rope_hw, rotary_inv_freq(cfg))
+            weight = layout.interp_weight[..., None].astype(table.dtype)
+            x = x + jnp.sum(table[layout.interp_index] * weight, axis=-2).astype(x.dtype)  # [U, P, 4, D] -> [U, P, D]
+        cos, sin = rotary_cos_sin(layout.rope_hw, rotary_inv_freq(cfg))  # [U, P, hd]
         deepstack = []
         for i, block in enumerate(self.blocks):
             windowed = cfg.uses_window_attention and i not in cfg.fullatt_block_indexes
@@ -122,16 +127,17 @@ class QwenVisionTower(nnx.Module):
                 x,
                 cos,
                 sin,
-                layout.segment_ids,
+                layout.patch_valid,
                 layout.window_index if windowed else None,
                 layout.window_valid if windowed else None,
             )
             if i in cfg.deepstack_visual_indexes:
                 merger = self.deepstack_merger_list[cfg.deepstack_visual_indexes.index(i)]
                 deepstack.append(merger(x))
-        keep = layout.merged_valid[:, None]
-        merged = jnp.where(keep, self.merger(x), 0.0)
-        return VisionOutput(merged, tuple(jnp.where(keep, f, 0.0) for f in deepstack), layout.merged_valid)
+        keep = layout.merged_valid[..., None]
+        flat = lambda f: jnp.where(keep, f, 0.0).reshape(-1, f.shape[-1])  # noqa: E731  [U, Pm, out] -> [U * Pm, out]
+        merged_valid = layout.merged_valid.reshape(-1)
+        return VisionOutput(flat(self.merger(x)), tuple(flat(f) for f in deepstack), merged_valid)
 
 
 @nnx.jit
@@ -143,15 +149,18 @@ def encode_images(
     tower: QwenVisionTower,
     pixel_values,
     image_grid_thw,
-    patch_capacity: int | None = None,
-    window_capacity: int | None = None,
+    *,
+    unit_capacity: int | None = None,
+    unit_patch_capacity: int | None = None,
+    unit_window_capacity: int | None = None,
 ) -> VisionOutput:
-    """Host entry point: validate, pad to the capacities, build the layout, run the jitted tower.
+    """Host entry point: validate, lay out by unit at the capacities (layout.py), run the jitted tower.
 
     Same capacities -> same shapes -> one compilation, whatever the image sizes.
     """
     if pixel_values is None:
         raise ValueError("pixel_values is required")
-    pixels = pad_pixel_values(pixel_values, image_grid_thw, tower.config, patch_capacity)
-    layout = build_vision_layout(image_grid_thw, tower.config, pixels.shape[0], window_capacity)
+    caps = dict(unit_capacity=unit_capacity, unit_patch_capacity=unit_patch_capacity)
+    pixels = pad_pixel_values(pixel_values, image_grid_thw, tower.config, **caps)
+    layout = build_vision_layout(image_grid_thw, tower.config, **caps, unit_window_capacity=unit_window_capacity)
     return _forward(tower, jnp.asarray(pixels), layout)

@@ -11,6 +11,7 @@ import jax_pruning as jp
 from jax_pruning.engine import compile_count, generate
 from jax_pruning.engine.buckets import bucket
 from jax_pruning.engine.flops import static_llm_flops
+from jax_pruning.engine.batch import PrefillInputs
 from jax_pruning.engine.prefill import PREFILL_STATIC, prefill_impl
 from jax_pruning.engine.staging import stage
 from models.qwen_inputs import prepare_qwen_inputs
@@ -80,12 +81,14 @@ def test_analytic_llm_flops_match_xla_cost_analysis(qwen, mode, split):
     graphdef, state = nnx.split(lm)
     statics = dict(mode=mode, split=split, length0=length0, length1=length1, max_new=1, bias_value=0.0, merge=True)
 
-    def run(state, *args):
-        return prefill_impl(nnx.merge(graphdef, state), *args, **statics)
+    def run(state, batch):
+        return prefill_impl(nnx.merge(graphdef, state), batch, **statics)
 
-    args = (prepared.inputs_embeds, prepared.position_ids, prepared.attention_mask, None, jnp.asarray(vt.index),
-            jnp.asarray(vt.valid), jnp.asarray(vt.image), keep, cand, jnp.zeros_like(keep), jnp.full((2,), 3, jnp.int32))
-    cost = jax.jit(run).lower(state, *args).compile().cost_analysis()
+    batch = PrefillInputs(
+        embeds=prepared.inputs_embeds, positions=prepared.position_ids, mask=prepared.attention_mask, additions=None,
+        visual_index=jnp.asarray(vt.index), visual_valid=jnp.asarray(vt.valid), visual_image=jnp.asarray(vt.image),
+        keep_visual=keep, cand_visual=cand, fixed_visual=jnp.zeros_like(keep), fastv_keep=jnp.full((2,), 3, jnp.int32))
+    cost = jax.jit(run).lower(state, batch).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     want = static_llm_flops(lm.text_config, 2, length0, length1, split, mode)
     assert abs(cost["flops"] - want) <= 0.10 * want, (cost["flops"], want)

@@ -1,7 +1,7 @@
 """Qwen-VL vision towers vs HF transformers (tiny random configs, float32).
 
 Images of several sizes/aspect ratios go through the real HF image processor,
-all in one batch; the tower runs padded to a static capacity. Also: the
+all in one batch; the tower runs padded to static capacities. Also: the
 host-side index maps against HF's own `vision_utils`, config parsing in both
 layouts, the pruner structure, and clear errors on bad inputs.
 """
@@ -15,8 +15,8 @@ from models.qwen_vision import (
     QwenVisionConfig,
     QwenVisionTower,
     build_vision_layout,
-    count_windows,
     encode_images,
+    exact_capacities,
     parse_qwen_vision_config,
     visual_token_structure,
 )
@@ -47,19 +47,21 @@ def test_tower_matches_hf_on_mixed_sizes_in_one_batch(family_setup):
     assert len({tuple(g) for g in grid.tolist()}) == len(grid)  # five different grids
     ref = _hf_forward(hf, pixels, grid)
     n_merged = pixels.shape[0] // 4
-    capacity = pixels.shape[0] + 4 * 7  # padded: pads must not disturb real tokens
-    windows = count_windows(grid, tower.config) + 3 if tower.config.uses_window_attention else None
-    out = encode_images(tower, pixels, grid, patch_capacity=capacity, window_capacity=windows)
-    merged = np.asarray(out.merged)
-    assert merged.shape == (capacity // 4, tower.config.out_hidden_size)
-    err = np.abs(merged[:n_merged] - ref.pooler_output.numpy()).max()
+    exact = exact_capacities(grid, tower.config)
+    caps = dict(unit_capacity=exact["unit_capacity"] + 2, unit_patch_capacity=exact["unit_patch_capacity"] + 4 * 7)
+    if tower.config.uses_window_attention:  # padded: pads must not disturb real tokens
+        caps["unit_window_capacity"] = exact["unit_window_capacity"] + 3
+    out = encode_images(tower, pixels, grid, **caps)
+    merged, real = np.asarray(out.merged), np.asarray(out.merged_valid)
+    assert merged.shape == (caps["unit_capacity"] * caps["unit_patch_capacity"] // 4, tower.config.out_hidden_size)
+    err = np.abs(merged[real] - ref.pooler_output.numpy()).max()
     assert err <= TOL, f"{family}: merged max-abs error {err}"
-    assert np.all(merged[n_merged:] == 0) and np.asarray(out.merged_valid).sum() == n_merged
+    assert np.all(merged[~real] == 0) and real.sum() == n_merged
     assert np.isfinite(merged).all()
     if family == "qwen3_vl":
         assert len(out.deepstack) == len(ref.deepstack_features) == 2
         for ours, theirs in zip(out.deepstack, ref.deepstack_features):
-            err = np.abs(np.asarray(ours)[:n_merged] - theirs.numpy()).max()
+            err = np.abs(np.asarray(ours)[real] - theirs.numpy()).max()
             assert err <= TOL, f"deepstack max-abs error {err}"
     else:
         assert out.deepstack == ()
@@ -70,10 +72,12 @@ def test_single_image_and_reordered_batch(family_setup):
     family, hf, tower, pixels, grid = family_setup
     sizes = np.prod(grid, axis=1)
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    alone = encode_images(tower, pixels[starts[1] : starts[2]], grid[1:2], patch_capacity=pixels.shape[0])
-    together = encode_images(tower, pixels, grid, patch_capacity=pixels.shape[0])
+    caps = dict(unit_patch_capacity=exact_capacities(grid, tower.config)["unit_patch_capacity"])
+    alone = encode_images(tower, pixels[starts[1] : starts[2]], grid[1:2], **caps)
+    together = encode_images(tower, pixels, grid, **caps)
     lo, hi = starts[1] // 4, starts[2] // 4
-    np.testing.assert_allclose(np.asarray(alone.merged)[: hi - lo], np.asarray(together.merged)[lo:hi], atol=TOL)
+    real = lambda out: np.asarray(out.merged)[np.asarray(out.merged_valid)]  # noqa: E731  tokens in image order
+    np.testing.assert_allclose(real(alone), real(together)[lo:hi], atol=TOL)
 
 
 def test_layout_matches_hf_index_maps(family_setup):
@@ -82,19 +86,27 @@ def test_layout_matches_hf_index_maps(family_setup):
     family, hf, tower, pixels, grid = family_setup
     cfg = tower.config
     layout = build_vision_layout(grid, cfg)
+    real = layout.patch_valid  # [U, P]: the packed patch order, unit by unit
     tgrid = torch.from_numpy(grid)
-    np.testing.assert_array_equal(layout.rope_hw, vu.get_vision_position_ids(tgrid, cfg.spatial_merge_size).numpy())
+    hf_hw = vu.get_vision_position_ids(tgrid, cfg.spatial_merge_size).numpy()
+    np.testing.assert_array_equal(layout.rope_hw[real], hf_hw)
     if family == "qwen3_vl":
         idx, w = vu.get_vision_interpolation_indices_and_weights(
             tgrid, cfg.num_grid_per_side, mode="bilinear", align_corners=True, spatial_merge_size=2
         )
-        np.testing.assert_array_equal(layout.interp_index, idx.numpy())
-        np.testing.assert_allclose(layout.interp_weight, w.numpy(), atol=1e-7)
+        np.testing.assert_array_equal(layout.interp_index[real], idx.numpy())
+        np.testing.assert_allclose(layout.interp_weight[real], w.numpy(), atol=1e-7)
     if family == "qwen2_5_vl":
         window_index, cu = vu.get_vision_window_index(tgrid, 2, cfg.window_size, cfg.patch_size)
         order = (window_index.numpy()[:, None] * 4 + np.arange(4)).reshape(-1)  # patch order after reordering
         hf_windows = [sorted(order[a:b].tolist()) for a, b in zip(cu.tolist(), cu.tolist()[1:])]
-        ours = [sorted(row[valid].tolist()) for row, valid in zip(layout.window_index, layout.window_valid)]
+        starts = np.concatenate([[0], np.cumsum(real.sum(axis=1))])  # unit u's patches start here in packed order
+        ours = [
+            sorted((start + row[valid]).tolist())
+            for start, rows, valids in zip(starts, layout.window_index, layout.window_valid)
+            for row, valid in zip(rows, valids)
+            if valid.any()
+        ]
         assert ours == hf_windows
         assert len(ours) > len(grid)  # several windows per image, so window blocks differ from full ones
 
@@ -111,8 +123,9 @@ def test_bad_inputs_raise_clear_errors(family_setup):
         encode_images(tower, pixels, grid[:, :2])
     with pytest.raises(ValueError, match="multiples of spatial_merge_size"):
         encode_images(tower, pixels[: 3 * 4], np.array([[1, 3, 4]]))
+    too_small = exact_capacities(grid, tower.config)["unit_patch_capacity"] - 4
     with pytest.raises(ValueError, match="patch_capacity"):
-        encode_images(tower, pixels, grid, patch_capacity=pixels.shape[0] - 4)
+        encode_images(tower, pixels, grid, unit_patch_capacity=too_small)
     with pytest.raises(ValueError, match="required"):
         encode_images(tower, None, grid)
     bad = pixels.copy()
@@ -231,7 +244,9 @@ def test_one_compilation_per_capacity(family_setup):
     first = proc(qt.test_images(("square", "tiny")), return_tensors="np")
     second = proc(qt.test_images(("wide_2to1", "tall_1to3")), return_tensors="np")
     assert first["image_grid_thw"].tolist() != second["image_grid_thw"].tolist()
-    windows = 16 if tower.config.uses_window_attention else None
+    caps = dict(unit_capacity=2, unit_patch_capacity=300)
+    if tower.config.uses_window_attention:
+        caps["unit_window_capacity"] = 12
     compiled = []
 
     class Catch(logging.Handler):
@@ -243,9 +258,9 @@ def test_one_compilation_per_capacity(family_setup):
     logging.getLogger("jax").addHandler(handler)
     try:
         with jax.log_compiles(True):
-            encode_images(tower, first["pixel_values"], first["image_grid_thw"], 616, windows)
+            encode_images(tower, first["pixel_values"], first["image_grid_thw"], **caps)
             assert len(compiled) == 1
-            encode_images(tower, second["pixel_values"], second["image_grid_thw"], 616, windows)
+            encode_images(tower, second["pixel_values"], second["image_grid_thw"], **caps)
             assert len(compiled) == 1
     finally:
         logging.getLogger("jax").removeHandler(handler)

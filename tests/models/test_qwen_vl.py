@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models.qwen_inputs import prepare_qwen_inputs
-from models.qwen_vision import parse_qwen_vision_config
+from models.qwen_vision import exact_capacities, parse_qwen_vision_config
 from models.qwen_vl_plan import plan_qwen_vl_inputs
 from tests.models import qwen_tiny as qt
 
@@ -28,19 +28,24 @@ def test_plan_scatters_visual_tokens_in_prompt_order():
     family = "qwen2_vl"
     vision = parse_qwen_vision_config(family, qt.hf_config(family).to_dict())
     inputs = _inputs(family)
+    exact = exact_capacities(inputs["image_grid_thw"], vision)["unit_patch_capacity"]
     plan = plan_qwen_vl_inputs(
         vision, qt.IMAGE_ID, inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"],
-        inputs["image_grid_thw"], inputs["mm_token_type_ids"], patch_capacity=inputs["pixel_values"].shape[0] + 8,
+        inputs["image_grid_thw"], inputs["mm_token_type_ids"], unit_capacity=4, unit_patch_capacity=exact + 8,
     )
     n_visual = int(np.prod(inputs["image_grid_thw"], axis=1).sum()) // 4
     valid = plan.tokens.valid
-    np.testing.assert_array_equal(plan.merged_slots[valid], np.arange(n_visual))  # every merged token once, in order
+    per_unit = (exact + 8) // 4  # the tower's output: 4 units (one per image, t = 1) of `per_unit` rows
+    tokens = np.prod(inputs["image_grid_thw"], axis=1) // 4
+    merged_rows = np.concatenate([u * per_unit + np.arange(n) for u, n in enumerate(tokens)])
+    assert len(merged_rows) == n_visual
+    np.testing.assert_array_equal(plan.merged_slots[valid], merged_rows)  # every merged token once, in order
     assert (plan.merged_slots[~valid] == 0).all()
     ids = inputs["input_ids"]
     for b in range(3):  # slots sit on the image tokens, in prompt order; the text-only row gets none
         np.testing.assert_array_equal(plan.tokens.index[b][valid[b]], np.nonzero(ids[b] == qt.IMAGE_ID)[0])
     assert valid.sum(axis=1).tolist() == [int((ids[b] == qt.IMAGE_ID).sum()) for b in range(3)] and not valid[2].any()
-    assert plan.pixel_values.shape[0] == inputs["pixel_values"].shape[0] + 8
+    assert plan.pixel_values.shape[:2] == (4, exact + 8)
     assert plan.position_ids.shape == (3, *inputs["input_ids"].shape)
 
 

@@ -18,6 +18,7 @@ from safetensors.numpy import load_file, save_file
 
 import models
 from models.qwen_inputs import prepare_qwen_inputs
+from models.qwen_vision import exact_capacities
 from models.qwen_vl_model import QwenVLModel
 from models.visual_tokens import KIND_BASE
 from tests.models import qwen_tiny as qt
@@ -175,9 +176,10 @@ def test_batch_equals_each_sample_alone(setup):
 def test_static_capacities_do_not_change_logits(setup):
     family, _, model, _ = setup
     inputs = _batch(family, "mixed")
-    n_patches = inputs["pixel_values"].shape[0]
-    p = model.prepare(**inputs, visual_capacity=200, max_images=4, patch_capacity=n_patches + 64,
-                      window_capacity=64 if family == "qwen2_5_vl" else None)
+    exact = exact_capacities(inputs["image_grid_thw"], model.config.vision)
+    p = model.prepare(**inputs, visual_capacity=200, max_images=4, unit_capacity=exact["unit_capacity"] + 3,
+                      unit_patch_capacity=exact["unit_patch_capacity"] + 64,
+                      unit_window_capacity=64 if family == "qwen2_5_vl" else None)
     logits = model.language_model(inputs_embeds=p.inputs_embeds, attention_mask=p.attention_mask,
                                   position_ids=p.position_ids, layer_additions=p.layer_additions)
     np.testing.assert_allclose(np.asarray(logits), np.asarray(model(**inputs)), atol=1e-5)
@@ -239,13 +241,14 @@ def test_fixed_capacities_compile_once_across_image_sizes(setup, monkeypatch):
         inputs = _inputs(family, [f"w1 {IMG} w2"], [[name]])
         cases.append((name, inputs, np.asarray(model(**inputs))[0]))
     patches = max(c[1]["pixel_values"].shape[0] for c in cases)
-    visual = patches // 4
+    visual = patches // 4  # one image per case: its patches are one unit
     traces = []
     original = qwen_vl_model.place_visual
     monkeypatch.setattr(qwen_vl_model, "place_visual", lambda *a: traces.append(1) or original(*a))
     for name, inputs, alone in cases:
-        p = model.prepare(**left_pad(inputs, visual + 8, qt.PAD_ID), visual_capacity=visual, patch_capacity=patches,
-                          window_capacity=patches // 64 + 8 if family == "qwen2_5_vl" else None)
+        p = model.prepare(**left_pad(inputs, visual + 8, qt.PAD_ID), visual_capacity=visual, unit_capacity=1,
+                          unit_patch_capacity=patches,
+                          unit_window_capacity=patches // 64 + 8 if family == "qwen2_5_vl" else None)
         logits = model.language_model(inputs_embeds=p.inputs_embeds, attention_mask=p.attention_mask,
                                       position_ids=p.position_ids, layer_additions=p.layer_additions)
         assert np.abs(np.asarray(logits)[0, -len(alone):] - alone).max() <= TOL, name

@@ -1,0 +1,739 @@
+"""`jaxprune plan`: the per-device memory of a pruned `jp.generate` on a device mesh, computed abstractly.
+
+    import jax_pruning as jp
+    from jax_pruning.plan import plan_memory
+    p = plan_memory("llava-next-8b", mesh="data=2,model=4", batch_size=32, device_memory="16GiB",
+                    pruner=jp.pruner("mr_pruner", keep_ratio=0.1))
+    print(p.table())            # weights / KV cache / activations / total per device, fits or not
+    p.fits, p.largest_batch     # largest batch (a multiple of the data axis) that fits
+
+Nothing is allocated and no device is needed: the parameter table comes from
+`models.params.abstract_model` (under `nnx.eval_shape`) and the mesh is a
+`jax.sharding.AbstractMesh`, so a 2 x 4 or a 8 x 8 mesh can be planned on one CPU.
+Every figure is per device; "b" below is the batch per device (B / D, the batch
+is split over "data"), "/M" a dimension split over the "model" axis.
+
+Weights. Every param of the model at --dtype, placed by models/sharding.py
+(`default_rules(config, fsdp)`, `partition_spec`): a param takes prod(dim / mesh
+size of its spec's axis) elements per device, so tensor-parallel layers shrink
+by M, small tensors (norms, biases of row-parallel layers, position tables)
+stay replicated, and with fsdp the embed axes are split over "data" too.
+
+KV cache. What the engine allocates (engine/generate.py, prefill.py): one k and
+one v [b, S, Hkv(/M), hd] per layer at --dtype, S = the bucketed sequence slots
+of the layer's segment + new tokens. The kept-token counts come from the
+engine's own `budgets.compute_budgets` run on a synthetic token map of the image
+(one image per sample), the slots from `budgets.sequence_slots` and the segments
+from `prefill.segment_layout`: pre-LLM pruning (and none) keeps text + kept
+visual tokens in every layer; FastV the full prompt in layers < K and the pruned
+one after; Hi-Lo text + R in every layer after its compaction at L (its layers
+< L held text + R + C until then: counted as a prefill transient). KV heads are
+split over "model" when `sharding.kv_heads_axis` says so, else replicated.
+
+Activations, per stage (the stages run one after another; each one's peak
+counts with what is resident at that time):
+  vision   LLaVA-NeXT: the batch's crops (1 + tiles per image, bucketed as
+           staging.py does) split over "data", [crops, 577, 1024] through the CLIP
+           tower: input pixels (float32), the residual, the normed input, q/k/v
+           and the attention output (heads /M), the attention scores (see
+           below), the MLP's fc1 output and activation (/M); then the projector
+           ([crops, 576, D(/M)] x 3) and the packed inputs_embeds [b, T, D].
+           Qwen: one unit per image, [patches, width] through the ViT with the
+           full-attention blocks' scores and padding mask [units, P, P] (window
+           blocks are smaller), the patch merger, and the inputs_embeds (+ the
+           deepstack additions [3, b, T, D] for Qwen3-VL).
+  select   pre-LLM selection (mr_pruner, gprune, hilo, tome, random): the
+           inputs_embeds, the gathered visual features [b, Nv, D] and the
+           selection's own temporaries, taken from XLA's memory analysis of
+           `engine.select` compiled (on the CPU, from abstract inputs) for two
+           samples, scaled to b (the selection is vmapped over the batch, its
+           graphs are [Nv, Nv] per sample: linear in b); the selection runs
+           on every device of the model axis alike (not split over "model").
+  prefill  (while the KV cache it writes is resident) its inputs (inputs_embeds
+           [b, T, D], positions, mask, deepstack additions), then per segment of
+           L query rows: the residual [b, L, D], RoPE tables (float32), the
+           causal mask [b, L, L] (bool; Hi-Lo adds a float32 bias when its bias
+           is set), and the larger of the attention phase (normed input, q, k,
+           v, output, scores) and the MLP phase (normed input, gate, up and
+           their product [b, L, I/M]); Hi-Lo's uncompacted caches; the
+           last-position logits [b, V] (float32).
+  decode   (with the KV cache) the first logits, one token's hidden states,
+           attention row [b, H/M, 1, S] and logits [b, V/M] (float32): small.
+
+Attention scores (--attention):
+  xla    what models/attention.py runs on GPU and TPU today: it calls
+         `jax.nn.dot_product_attention` without `implementation=`, which in this
+         JAX takes the XLA path (jax/_src/nn/functions.py: "defaults to XLA for
+         now") and materialises the logits [b, H/M, L, S] in float32 plus the
+         probabilities at --dtype, per layer. This is the default.
+  fused  a flash-attention kernel (cuDNN / Pallas): no [L, S] score buffer (the
+         masks the engine builds explicitly are still counted).
+  cpu    the CPU path of models/attention.py: queries in blocks of 128, with
+         CPU_SCORE_BUFFERS (causal: unrolled blocks overlap) or
+         CPU_SCORE_BUFFERS_MAPPED (one block at a time) float32 buffers of one
+         block's scores [b, H/M, 128, S] live at once, figures read off XLA's
+         memory analysis of the embedded tiny models; up to 128 queries, the
+         XLA path as above.
+
+Total = weights + max(vision, select, KV + prefill, KV + decode), against
+--device-memory: the memory XLA can use on one device (on GPUs JAX preallocates
+75% of it by default: XLA_PYTHON_CLIENT_MEM_FRACTION). With fsdp every stage
+also holds two gathered layers' weights (the running one and the prefetched
+next). Not counted: XLA's own workspace (cuBLAS / cuDNN scratch), fragmentation,
+collectives' buffers, and buffers of other programs kept alive by the caller.
+The model is an estimate, checked against XLA's memory analysis on the CPU
+(tests/test_plan.py): the weights and the KV cache exactly, the prefill's
+and the vision stage's activations within 25% (--attention cpu). Nothing here
+has been measured on a GPU or TPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from jax.sharding import AbstractMesh
+
+from jax_pruning.parallel import mesh_axis_sizes
+
+GiB = 1 << 30
+ATTENTION = ("xla", "fused", "cpu")
+CPU_QUERY_BLOCK = 128  # models.attention.QUERY_BLOCK
+# float32 buffers of one query block's scores live at once in the CPU attention (XLA's memory analysis of
+# the embedded tiny models' prefills): causal blocks are unrolled and overlap, the others go one at a time.
+CPU_SCORE_BUFFERS = 3
+CPU_SCORE_BUFFERS_MAPPED = 2
+QWEN_DEFAULT_VISUAL_TOKENS = 1280
+DEFAULT_PROMPT_TOKENS = 60  # a VQA question with its chat template (benchmarks/shapes.py PROMPT_TOKENS)
+DEFAULT_NEW_TOKENS = 16  # jp.generate's default
+MAX_SEARCH_BATCH = 1 << 20
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "t": 10**12, "tb": 10**12, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+_DTYPES = ("bfloat16", "float32", "float16")
+
+
+# ---- parsing -----------------------------------------------------------------------------------------
+
+def parse_memory(text) -> int:
+    """'16GiB' / '80GB' / '141 GiB' / '512MiB' / a plain byte count -> bytes (GB = 1e9, GiB = 2^30)."""
+    if isinstance(text, (int, np.integer)) and not isinstance(text, bool):
+        value, unit = float(text), ""
+    else:
+        match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*", str(text))
+        if not match or match.group(2).lower() not in _UNITS:
+            raise ValueError(f"device memory {text!r}: expected a size like 16GiB, 80GB, 141GiB or 512MiB")
+        value, unit = float(match.group(1)), match.group(2).lower()
+    size = int(value * _UNITS[unit])
+    if size <= 0:
+        raise ValueError(f"device memory {text!r} must be positive")
+    return size
+
+
+def parse_mesh(mesh) -> AbstractMesh:
+    """'data=D,model=M' (either order; a missing axis is 1), a {axis: size} dict, or a (concrete or
+    abstract) mesh with axes among "data" and "model" -> AbstractMesh (sizes (D, M), names ("data", "model"))."""
+    if isinstance(mesh, str):
+        sizes = mesh_axis_sizes(mesh)
+        if None in sizes.values():
+            raise ValueError(f"mesh {mesh!r}: the planner needs whole numbers (no 'all'), e.g. data=2,model=4")
+    elif isinstance(mesh, Mapping):
+        sizes = dict(mesh)
+    elif hasattr(mesh, "shape"):
+        sizes = dict(mesh.shape)
+    else:
+        raise ValueError(f"mesh {mesh!r}: expected 'data=D,model=M', a dict or a jax mesh")
+    unknown = sorted(set(sizes) - {"data", "model"})
+    if unknown:
+        raise ValueError(f"mesh axes {unknown}: only 'data' and 'model' are known")
+    for name, size in sizes.items():
+        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+            raise ValueError(f"mesh axis {name}={size!r}: sizes must be integers >= 1")
+    return AbstractMesh((int(sizes.get("data", 1)), int(sizes.get("model", 1))), ("data", "model"))
+
+
+def _dtype(dtype):
+    import jax.numpy as jnp
+
+    name = getattr(dtype, "__name__", None) or str(np.dtype(dtype) if not isinstance(dtype, str) else dtype)
+    if name not in _DTYPES:
+        raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(_DTYPES)}")
+    return getattr(jnp, name)
+
+
+def resolve_model(model) -> tuple[str, Any, int]:
+    """A preset name, a model folder (or its config.json) or a ModelConfig -> (name, ModelConfig,
+    default visual tokens per sample)."""
+    from jax_pruning import presets
+    from models.config import ModelConfig, load_config
+
+    if isinstance(model, ModelConfig):
+        name, config = model.model_type, model
+    elif isinstance(model, str) and model in presets.PRESETS:
+        preset = presets.get(model)
+        return model, load_config(preset.config), preset.visual_tokens
+    elif isinstance(model, (str, Path)) and Path(model).exists():
+        name, config = str(model), load_config(model)
+    else:
+        raise ValueError(f"model {str(model)!r} is neither a model folder nor a known preset; known presets: "
+                         f"{', '.join(presets.names())}")
+    if not config.is_multimodal:
+        raise ValueError(f"{name}: model_type {config.model_type!r} has no vision tower to plan for")
+    return name, config, _default_visual_tokens(config)
+
+
+def _default_visual_tokens(config) -> int:
+    if config.model_type == "llava_next":
+        from models.llava_layout import max_tokens_per_image
+
+        return max_tokens_per_image(config.vision)
+    return QWEN_DEFAULT_VISUAL_TOKENS
+
+
+# ---- weights ---------------------------------------------------------------------------------------
+
+_STACK = re.compile(r"^(?P<head>(?:.*/)?)(?P<kind>layers|blocks)/0/(?P<tail>.*)$")
+
+
+def _reduced(config):
+    """The same model with one LLM layer and one vision block (every other param unchanged)."""
+    from models.vision_config import LlavaNextVisionConfig
+
+    vision = config.vision
+    if isinstance(vision, LlavaNextVisionConfig):
+        vision = dataclasses.replace(vision, tower=dataclasses.replace(vision.tower, num_hidden_layers=1),
+                                     feature_layers=(-1,), feature_layer_is_list=False)
+    elif vision is not None:
+        vision = dataclasses.replace(vision, depth=1, fullatt_block_indexes=(),
+                                     deepstack_visual_indexes=(0,) * len(vision.deepstack_visual_indexes))
+    return dataclasses.replace(config, text=dataclasses.replace(config.text, num_hidden_layers=1), vision=vision)
+
+
+def _stack_depths(config) -> tuple[int, int]:
+    vision = config.vision
+    tower = getattr(vision, "tower", None)
+    depth = tower.num_hidden_layers if tower is not None else getattr(vision, "depth", 0)
+    return config.text.num_hidden_layers, depth
+
+
+@functools.lru_cache(maxsize=16)
+def param_table(config, dtype_name: str = "bfloat16") -> dict[str, tuple[tuple[int, ...], str]]:
+    """{param path: (shape, dtype name)} of the whole model, exactly as `abstract_model(config, dtype)`
+    has it. Built from a one-layer abstract model whose `layers/0` and `blocks/0` entries are repeated
+    for every layer (all layers of a stack are alike): `nnx.eval_shape` of a whole 8B model takes ~20 s
+    here, most of it in flax's per-param bookkeeping."""
+    from flax import nnx
+
+    from models.params import abstract_model
+
+    model = abstract_model(_reduced(config), _dtype(dtype_name))
+    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
+    text_layers, vision_depth = _stack_depths(config)
+    table = {}
+    for path, var in flat:
+        key = "/".join(str(p) for p in path)
+        value = var.get_value()
+        entry = (tuple(int(d) for d in value.shape), np.dtype(value.dtype).name)
+        match = _STACK.match(key)
+        if match is None:
+            table[key] = entry
+            continue
+        vision = match["head"].startswith(("vision_tower/", "visual/"))
+        for i in range(vision_depth if vision else text_layers):
+            table[f"{match['head']}{match['kind']}/{i}/{match['tail']}"] = entry
+    return table
+
+
+def _local_elements(shape, spec, mesh_shape) -> int:
+    n = 1
+    for i, dim in enumerate(shape):
+        axis = spec[i] if i < len(spec) else None
+        names = axis if isinstance(axis, tuple) else ((axis,) if axis else ())
+        div = math.prod(mesh_shape[a] for a in names)
+        n *= -(-dim // div)
+    return n
+
+
+def weight_bytes(config, mesh, dtype="bfloat16", fsdp: bool = False) -> dict:
+    """Parameters and bytes: total, per device under the mesh's placement, replicated part, and the
+    largest LLM layer / vision block once gathered over "data" (what fsdp materialises per layer)."""
+    from models.sharding import default_rules, partition_spec
+
+    mesh = parse_mesh(mesh)
+    table = param_table(config, _dtype(dtype).__name__)
+    rules = default_rules(config, fsdp=fsdp)
+    tp_rules = default_rules(config, fsdp=False)
+    shape = dict(mesh.shape)
+    total = per_device = replicated = count = 0
+    layer = {"llm": 0, "vision": 0}
+    for path, (dims, dtype_name) in table.items():
+        item = np.dtype(dtype_name).itemsize
+        n = math.prod(dims)
+        count += n
+        total += n * item
+        spec = partition_spec(path, dims, mesh, rules)
+        local = _local_elements(dims, spec, shape) * item
+        per_device += local
+        if not any(spec):
+            replicated += n * item
+        if re.search(r"(?:^|/)(layers|blocks)/0/", path):  # one layer of a stack, gathered over "data"
+            vision = path.startswith(("vision_tower/", "visual/"))
+            tp_local = _local_elements(dims, partition_spec(path, dims, mesh, tp_rules), shape) * item
+            layer["vision" if vision else "llm"] += tp_local
+    return {"parameters": count, "total": total, "per_device": per_device, "replicated": replicated,
+            "gathered_llm_layer": layer["llm"], "gathered_vision_block": layer["vision"]}
+
+
+# ---- tokens, budgets, slots ------------------------------------------------------------------------------
+
+def _llava_tokens(config, visual_tokens: int):
+    """One sample's VisualTokens for a square anyres image of about `visual_tokens` tokens: base g x g +
+    an r x r tile grid with its newline column, r the largest with g^2 + r (r + 1) <= N (672 x 672 with
+    the real pinpoints: r = 48, 2,928 tokens); crops 1 + ceil(r / g)^2."""
+    from models.llava_layout import ImageGrid, image_tokens, max_tokens_per_image
+    from models.visual_tokens import pack_visual_tokens
+
+    vision = config.vision
+    g = vision.tower.grid_side
+    most = max_tokens_per_image(vision)
+    if visual_tokens > most:
+        raise ValueError(f"{visual_tokens} visual tokens: one LLaVA-NeXT image gives at most {most} with this "
+                         f"model's pinpoints {list(vision.image_grid_pinpoints)}")
+    rest = visual_tokens - g * g
+    if rest < 2:
+        raise ValueError(f"{visual_tokens} visual tokens: a LLaVA-NeXT image has its {g * g} base tokens plus "
+                         f"at least a 1 x 1 tile grid with its newline ({g * g + 2})")
+    r = int((math.isqrt(4 * rest + 1) - 1) // 2)
+    crops_side = -(-r // g)
+    grid = ImageGrid(crops_side, crops_side, r, r, 0, 0, g)
+    tokens, _ = pack_visual_tokens([image_tokens(grid)], [1])
+    return tokens, grid.num_crops
+
+
+def _qwen_tokens(visual_tokens: int):
+    from models.visual_tokens import VisualTokens
+
+    n = int(visual_tokens)
+    if n < 1:
+        raise ValueError(f"visual tokens must be >= 1, got {visual_tokens}")
+    ones = np.ones((1, n), bool)
+    zeros = np.zeros((1, n), np.int32)
+    return VisualTokens(index=np.arange(n, dtype=np.int32)[None], valid=ones, kind=zeros.astype(np.int8),
+                        row=zeros, col=np.arange(n, dtype=np.int32)[None], image=zeros,
+                        grid_rows=np.zeros((1, 1, 2), np.int32), grid_cols=np.zeros((1, 1, 2), np.int32),
+                        frames=np.ones((1, 1), np.int32))
+
+
+@dataclasses.dataclass(frozen=True)
+class Tokens:
+    """Per-sample token counts and the engine's static sizes for one planned batch."""
+
+    text: int
+    visual: int  # visual tokens per sample (LLaVA-NeXT newlines included)
+    visual_capacity: int  # Nv: bucketed visual slots
+    length: int  # T: the staged (bucketed) prompt length
+    seen: int  # tokens the last layers see: text + kept visual (+ newlines)
+    candidates: int  # Hi-Lo's C (layers < L only)
+    keep: int  # visual tokens the selection keeps (newlines excluded)
+    mode: str  # "pre" | "fastv" | "hilo"
+    split: int
+    length0: int
+    length1: int
+    segments: tuple  # ((start, stop, capacity S), ...) of the KV cache
+    new_tokens: int
+    crops: int  # LLaVA-NeXT: crops per image; Qwen: patches per image (bucketed)
+
+
+def plan_tokens(config, visual_tokens: int, prompt_tokens: int, new_tokens: int, pruner=None) -> Tokens:
+    """The engine's own arithmetic on a synthetic batch of identical samples."""
+    from jax_pruning.engine.buckets import bucket
+    from jax_pruning.engine.budgets import MULTI_RESOLUTION, compute_budgets, multi_resolution_error, sequence_slots
+    from jax_pruning.engine.generate import _mode
+    from jax_pruning.engine.prefill import segment_layout
+
+    if prompt_tokens < 1:
+        raise ValueError(f"prompt tokens must be >= 1, got {prompt_tokens}")
+    if new_tokens < 1:
+        raise ValueError(f"new tokens must be >= 1, got {new_tokens}")
+    if pruner is not None and pruner.name in MULTI_RESOLUTION and config.model_type != "llava_next":
+        raise multi_resolution_error(pruner.name)
+    if config.model_type == "llava_next":
+        tokens, crops = _llava_tokens(config, visual_tokens)
+    else:
+        tokens = _qwen_tokens(visual_tokens)
+        crops = bucket(int(visual_tokens) * config.vision.merge_unit, 16)
+    n_visual = int(tokens.valid.sum())
+    budgets = compute_budgets(pruner, tokens)
+    n_layers = config.text.num_hidden_layers
+    mode, split = _mode(pruner, n_layers)
+    full = prompt_tokens + n_visual
+    length = bucket(full, 16)
+    seen = prompt_tokens + int(budgets.seen[0])
+    entering = seen + (int(budgets.candidates[0]) if mode == "hilo" else 0)
+    length0, length1 = sequence_slots(mode, length, np.array([full]), np.array([seen]), np.array([entering]))
+    segments = tuple((start, stop, base + new_tokens)
+                     for start, stop, base in segment_layout(mode, split, n_layers, length0, length1))
+    return Tokens(text=prompt_tokens, visual=n_visual, visual_capacity=bucket(n_visual, 16), length=length,
+                  seen=seen, candidates=int(budgets.candidates[0]), keep=int(budgets.keep[0]), mode=mode,
+                  split=split, length0=length0, length1=length1, segments=segments, new_tokens=new_tokens,
+                  crops=crops)
+
+
+# ---- activations ------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Local:
+    """Per-device widths: the model axis splits heads / MLP / vocab when the rules do."""
+
+    heads: int
+    kv_heads: int
+    mlp: int
+    vocab: int
+    vision_heads: int
+    vision_width: int  # vision q/k/v width (heads * head_dim) per device
+    vision_mlp: int
+    projector: int  # LLaVA projector's hidden / Qwen merger's fc1 width per device
+
+
+def _local_widths(config, mesh) -> _Local:
+    from models.sharding import default_rules, kv_heads_axis
+
+    rules = default_rules(config)
+    model = dict(mesh.shape).get("model", 1)
+    text = config.text
+
+    def split(logical, dim, unit_count=None):
+        return (unit_count or dim) // model if rules.mesh_axis(logical, dim, mesh) else (unit_count or dim)
+
+    vision = config.vision
+    tower = getattr(vision, "tower", vision)
+    if config.model_type == "llava_next":
+        v_heads, v_hd, v_mlp = tower.num_attention_heads, tower.head_dim, tower.intermediate_size
+        projector = text.hidden_size
+    else:
+        v_heads, v_hd, v_mlp = vision.num_heads, vision.head_dim, vision.intermediate_size
+        projector = vision.hidden_size * vision.merge_unit
+    v_local_heads = split("vision_heads", v_heads * v_hd, v_heads)
+    return _Local(
+        heads=split("heads", text.num_attention_heads * text.head_dim, text.num_attention_heads),
+        kv_heads=text.num_key_value_heads // model if kv_heads_axis(config, mesh) else text.num_key_value_heads,
+        mlp=split("mlp", text.intermediate_size),
+        vocab=split("vocab", text.vocab_size),
+        vision_heads=v_local_heads,
+        vision_width=v_local_heads * v_hd,
+        vision_mlp=split("vision_mlp", v_mlp),
+        projector=split("vision_mlp", projector),
+    )
+
+
+def _scores(attention: str, b: int, heads: int, queries: int, keys: int, item: int, units: int = 1,
+            causal: bool = False) -> int:
+    """Bytes of the attention scores live at once for `units` independent attentions of b x heads."""
+    if attention == "fused":
+        return 0
+    if attention == "cpu" and queries > CPU_QUERY_BLOCK:
+        buffers = CPU_SCORE_BUFFERS if causal else CPU_SCORE_BUFFERS_MAPPED
+        return buffers * b * heads * CPU_QUERY_BLOCK * keys * 4 * units
+    return b * heads * queries * keys * (4 + item) * units  # logits (float32) + probabilities
+
+
+def _llm_segment(c, loc: _Local, b: int, rows: int, item: int, attention: str, *, bias: bool = False,
+                 causal: bool = True) -> dict:
+    """Live bytes while the layers of one prefill segment run on `rows` query rows (keys = rows)."""
+    d, hd = c.hidden_size, c.head_dim
+    hidden = b * rows * d * item
+    q = b * rows * loc.heads * hd * item
+    kv = 2 * b * rows * loc.kv_heads * hd * item
+    attn = q + kv + _scores(attention, b, loc.heads, rows, rows, item, causal=causal)
+    if attention == "cpu" and rows > CPU_QUERY_BLOCK:
+        attn += b * (-(-rows // CPU_QUERY_BLOCK) * CPU_QUERY_BLOCK) * rows  # the mask, re-laid out per block
+    mlp = hidden + 3 * b * rows * loc.mlp * item  # normed input, gate, up, act(gate) * up
+    return {
+        "residual": hidden,
+        "rope tables": 2 * b * rows * hd * 4,
+        "attention mask": b * rows * rows + (b * rows * rows * 4 if bias else 0),
+        "layer (attention phase)" if attn >= mlp else "layer (MLP phase)": max(attn, mlp),
+    }
+
+
+def _prefill(config, loc: _Local, tok: Tokens, b: int, item: int, attention: str, pruner) -> dict:
+    c = config.text
+    t, d = tok.length, c.hidden_size
+    deepstack = len(getattr(config.vision, "deepstack_visual_indexes", ()) or ())
+    rope_rows = 3 if c.uses_mrope else 1
+    inputs = {
+        "inputs_embeds": b * t * d * item,
+        "positions and mask": b * t * 4 * (rope_rows + 1) + b * tok.visual_capacity * 12,
+    }
+    if deepstack:
+        inputs["deepstack additions"] = deepstack * b * t * d * item
+    bias = tok.mode == "hilo" and pruner is not None and float(pruner.bias) != 0.0
+    first = _llm_segment(c, loc, b, tok.length0, item, attention, bias=bias, causal=tok.mode != "hilo")
+    segments = [first]
+    transient = {}
+    if tok.mode != "pre":
+        segments.append(_llm_segment(c, loc, b, tok.length1, item, attention))
+    if tok.mode == "hilo":  # layers < L wrote text + R + C; compacted into new caches at L
+        per_layer = 2 * b * (tok.length0 + tok.new_tokens) * loc.kv_heads * c.head_dim * item
+        transient["Hi-Lo caches before compaction"] = tok.split * per_layer
+    peak = max(segments, key=lambda s: sum(s.values()))
+    parts = {**inputs, **peak, **transient, "logits": b * c.vocab_size * 4}
+    return parts
+
+
+def _decode(config, loc: _Local, tok: Tokens, b: int, item: int) -> dict:
+    c = config.text
+    slots = max(s for _, _, s in tok.segments)
+    step = (b * c.hidden_size * item * 3 + b * loc.heads * slots * (4 + item) + 3 * b * loc.mlp * item
+            + 2 * b * loc.vocab * 4 + b * slots * len(tok.segments))
+    return {"first logits": b * c.vocab_size * 4, "one token": step}
+
+
+def _peak(persistent: dict, phases: dict) -> dict:
+    """persistent parts + the parts of the largest phase (each phase: {part: bytes})."""
+    name = max(phases, key=lambda k: sum(phases[k].values()))
+    return {**persistent, **{f"{name}: {part}": v for part, v in phases[name].items()}}
+
+
+def _vision(config, loc: _Local, tok: Tokens, batch: int, data: int, item: int, attention: str) -> dict:
+    from jax_pruning.engine.buckets import bucket
+
+    b = -(-batch // data)
+    d = config.text.hidden_size
+    output = {"inputs_embeds (output)": b * tok.length * d * item}  # the stage's result, allocated throughout
+    packing = {"language embeddings": b * tok.length * d * item,
+               "packed visual features": b * tok.visual_capacity * d * item}
+    if config.model_type == "llava_next":
+        tower = config.vision.tower
+        n = -(-bucket(batch * tok.crops, 1) // data)  # crops per device
+        p, width, g2 = tower.num_patches + 1, tower.hidden_size, tower.num_patches
+        hidden = n * p * width * item
+        attn = 4 * n * p * loc.vision_width * item + _scores(attention, n, loc.vision_heads, p, p, item)  # q, k, v, out
+        mlp = hidden + 2 * n * p * loc.vision_mlp * item  # normed input, fc1 output, activation
+        persistent = {"pixels (float32)": n * tower.num_channels * tower.image_size ** 2 * 4, **output}
+        phases = {
+            "tower": {"residual": hidden, "layer": max(attn, mlp)},
+            "projector": {"features": n * g2 * width * item, "hidden": 2 * n * g2 * loc.projector * item,
+                          "output": n * g2 * d * item},
+            "packing": {"projector output": n * g2 * d * item, **packing},
+        }
+        return _peak(persistent, phases)
+    vision = config.vision
+    units, p = b, tok.crops  # one unit per image, its patches (bucketed)
+    width = vision.hidden_size
+    hidden = units * p * width * item
+    padding_mask = 0 if attention == "cpu" else units * p * p  # [U, 1, P, P] bool, built outside the kernel
+    # the CPU path maps over units (one at a time); elsewhere all units' scores at once
+    scores = _scores(attention, 1 if attention == "cpu" else units, loc.vision_heads, p, p, item)
+    attn = 4 * units * p * loc.vision_width * item + padding_mask + scores
+    mlp = hidden + (3 if vision.family == "qwen2_5_vl" else 2) * units * p * loc.vision_mlp * item
+    merged = units * (p // vision.merge_unit)
+    deepstack = len(vision.deepstack_visual_indexes)
+    stacked = {"deepstack features": deepstack * merged * d * item} if deepstack else {}
+    persistent = {"pixels (float32)": units * p * vision.patch_dim * 4,
+                  "rope tables": 2 * units * p * vision.head_dim * 4, **output}
+    if deepstack:
+        persistent["deepstack additions (output)"] = deepstack * b * tok.length * d * item
+        packing["deepstack zeros and scatter"] = 2 * b * tok.length * d * item
+    phases = {
+        "tower": {"residual": hidden, "block": max(attn, mlp), **stacked},
+        "merger": {"input": merged * vision.merge_unit * width * item,
+                   "hidden": 2 * merged * loc.projector * item, "output": merged * d * item, **stacked},
+        "packing": {"merged features": merged * d * item, **stacked, **packing},
+    }
+    return _peak(persistent, phases)
+
+
+@functools.lru_cache(maxsize=32)
+def _selection_temp(spec, tok_key: tuple, hidden: int, dtype_name: str, samples: int) -> int:
+    """XLA's temp bytes of the pre-LLM selection compiled (CPU, abstract inputs) for `samples` samples."""
+    import jax
+    import jax.numpy as jnp
+
+    from jax_pruning.engine.select import _select_masks, _tome_group, selection_key
+
+    nv, keep = tok_key
+    S = jax.ShapeDtypeStruct
+    x = S((samples, nv, hidden), getattr(jnp, dtype_name))
+    cpu = jax.devices("cpu")[0]
+    with jax.default_device(cpu):
+        if spec.name == "tome":
+            lowered = _tome_group.lower(x, S((samples, nv), bool), k=keep)
+        else:
+            maps = (S((samples, nv), bool), S((samples, nv), jnp.int8), S((samples, nv), jnp.int32),
+                    S((samples, nv), jnp.int32))
+            lowered = _select_masks.lower(selection_key(spec), x, *maps, *[S((samples,), jnp.int32)] * 4)
+        analysis = lowered.compile().memory_analysis()
+    return int(analysis.temp_size_in_bytes)
+
+
+SELECTING = ("mr_pruner", "gprune", "hilo", "tome", "random")
+
+
+def _select(config, tok: Tokens, b: int, item: int, dtype_name: str, pruner) -> dict:
+    if pruner is None or pruner.name not in SELECTING:
+        return {}
+    d = config.text.hidden_size
+    key = (tok.visual_capacity, max(tok.keep, 1))
+    # per sample as compiled for two (b = 1: for one); checked against a compile for 32 samples (MR-Pruner,
+    # LLaVA-NeXT-8B shapes): 6,915 MiB either way
+    if b == 1:
+        temp = _selection_temp(pruner, key, d, dtype_name, 1)
+    else:
+        temp = b * _selection_temp(pruner, key, d, dtype_name, 2) // 2
+    return {"inputs_embeds": b * tok.length * d * item, "visual features": b * tok.visual_capacity * d * item,
+            "selection temporaries (XLA)": temp}
+
+
+# ---- the plan -------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class MemoryPlan:
+    model: str
+    mesh: dict
+    dtype: str
+    batch_size: int
+    method: str
+    keep_ratio: float
+    fsdp: bool
+    attention: str
+    tokens: Tokens
+    parameters: int
+    weights_total: int  # whole model, all devices together
+    weights: int  # per device
+    kv_cache: int
+    stages: dict  # stage -> {part: bytes}
+    peak_stage: str
+    activations: int  # the peak stage's activations
+    total: int
+    device_memory: int | None
+    fits: bool | None
+    largest_batch: int | None
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["tokens"] = dataclasses.asdict(self.tokens)
+        out["stage_totals"] = {k: sum(v.values()) for k, v in self.stages.items()}
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    def table(self) -> str:
+        def gib(x):
+            return f"{x / GiB:8.2f} GiB"
+
+        mesh = ",".join(f"{k}={v}" for k, v in self.mesh.items())
+        t = self.tokens
+        method = "none" if self.method == "none" else f"{self.method} keep={self.keep_ratio:g}"
+        kv_layers = ", ".join(f"layers {a}-{b - 1}: {s} slots" for a, b, s in t.segments)
+        lines = [
+            f"{self.model}  mesh {mesh}  {self.dtype}{'  fsdp' if self.fsdp else ''}  batch {self.batch_size} "
+            f"({self.batch_size // self.mesh['data']} per device)  {method}  attention={self.attention}",
+            f"tokens per sample: {t.text} text + {t.visual} visual -> {t.seen} seen by the last layers; "
+            f"sequence slots {t.length} staged, {t.length0}/{t.length1} in the prefill; KV {kv_layers}",
+            f"parameters {self.parameters / 1e9:.2f} B = {self.weights_total / GiB:.2f} GiB in all",
+            "",
+            "per device",
+            f"  weights          {gib(self.weights)}",
+            f"  KV cache         {gib(self.kv_cache)}",
+            f"  activations      {gib(self.activations)}   (peak stage: {self.peak_stage})",
+        ]
+        for stage, parts in self.stages.items():
+            if parts:
+                lines.append(f"    {stage:<14} {gib(sum(parts.values()))}   "
+                             + ", ".join(f"{k} {v / GiB:.2f}" for k, v in parts.items() if v >= GiB / 1000))
+        if self.device_memory:
+            lines.append(f"  total            {gib(self.total)} of {self.device_memory / GiB:.2f} GiB "
+                         f"({100 * self.total / self.device_memory:.0f}%)")
+            lines.append("")
+            lines.append("fits" if self.fits else "does not fit")
+            lines.append(f"largest batch that fits: {self.largest_batch}"
+                         + ("" if self.largest_batch else " (the weights and one batch per device do not fit)"))
+        else:
+            lines.append(f"  total            {gib(self.total)}")
+        return "\n".join(lines)
+
+
+def _estimate(config, mesh, batch, tok, dtype_name, fsdp, attention, pruner, weights) -> tuple[int, dict, str, int]:
+    import jax.numpy as jnp
+
+    item = np.dtype(jnp.dtype(dtype_name)).itemsize
+    data = dict(mesh.shape)["data"]
+    b = batch // data
+    loc = _local_widths(config, mesh)
+    hd = config.text.head_dim
+    kv = sum((stop - start) * 2 * b * s * loc.kv_heads * hd * item for start, stop, s in tok.segments)
+    stages = {"vision": _vision(config, loc, tok, batch, data, item, attention),
+              "select": _select(config, tok, b, item, dtype_name, pruner),
+              "prefill": _prefill(config, loc, tok, b, item, attention, pruner),
+              "decode": _decode(config, loc, tok, b, item)}
+    if fsdp and data > 1:
+        stages["vision"]["gathered weights (fsdp)"] = 2 * weights["gathered_vision_block"]
+        for stage in ("prefill", "decode"):
+            stages[stage]["gathered weights (fsdp)"] = 2 * weights["gathered_llm_layer"]
+    resident = {"vision": 0, "select": 0, "prefill": kv, "decode": kv}
+    peak_stage = max(stages, key=lambda s: resident[s] + sum(stages[s].values()))
+    activations = sum(stages[peak_stage].values())
+    return kv, stages, peak_stage, weights["per_device"] + resident[peak_stage] + activations
+
+
+def plan_memory(model, *, mesh="data=1,model=1", batch_size: int = 1, device_memory=None,
+                visual_tokens: int | None = None, prompt_tokens: int = DEFAULT_PROMPT_TOKENS,
+                new_tokens: int = DEFAULT_NEW_TOKENS, pruner=None, dtype="bfloat16", fsdp: bool = False,
+                attention: str = "xla") -> MemoryPlan:
+    """Plan one generate call (see the module docstring). model: a preset name, a model folder or a
+    ModelConfig; mesh: 'data=D,model=M', a dict or a mesh; device_memory: bytes or '16GiB' (None: no
+    verdict, no search); pruner: `jp.pruner(...)` or None."""
+    from jax_pruning.registry import PrunerSpec
+
+    name, config, default_visual = resolve_model(model)
+    mesh = parse_mesh(mesh)
+    dtype_name = _dtype(dtype).__name__
+    if attention not in ATTENTION:
+        raise ValueError(f"attention {attention!r}: expected one of {', '.join(ATTENTION)}")
+    if pruner is not None and not isinstance(pruner, PrunerSpec):
+        raise ValueError(f"pruner must come from jax_pruning.pruner(...) or be None, got {pruner!r}")
+    data = dict(mesh.shape)["data"]
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1 or batch_size % data:
+        raise ValueError(f"batch size {batch_size} must be a positive multiple of the data axis ({data})")
+    memory = None if device_memory is None else parse_memory(device_memory)
+    tok = plan_tokens(config, default_visual if visual_tokens is None else int(visual_tokens), int(prompt_tokens),
+                      int(new_tokens), pruner)
+    weights = weight_bytes(config, mesh, dtype_name, fsdp)
+    estimate = functools.partial(_estimate, config, mesh, tok=tok, dtype_name=dtype_name, fsdp=fsdp,
+                                 attention=attention, pruner=pruner, weights=weights)
+    kv, stages, peak_stage, total = estimate(batch=int(batch_size))
+    largest = fits = None
+    if memory is not None:
+        fits = total <= memory
+        largest = _largest_batch(lambda batch: estimate(batch=batch)[3], data, memory)
+    return MemoryPlan(
+        model=name, mesh=dict(mesh.shape), dtype=dtype_name, batch_size=int(batch_size),
+        method="none" if pruner is None else pruner.name,
+        keep_ratio=1.0 if pruner is None else float(pruner.keep_ratio), fsdp=bool(fsdp), attention=attention,
+        tokens=tok, parameters=weights["parameters"], weights_total=weights["total"], weights=weights["per_device"],
+        kv_cache=kv, stages=stages, peak_stage=peak_stage, activations=sum(stages[peak_stage].values()),
+        total=total, device_memory=memory, fits=fits, largest_batch=largest,
+    )
+
+
+def _largest_batch(total_at, data: int, memory: int) -> int:
+    """The largest multiple of `data` whose total fits (0 if none); totals grow with the batch."""
+    if total_at(data) > memory:
+        return 0
+    low, high = 1, 2
+    while high * data <= MAX_SEARCH_BATCH and total_at(high * data) <= memory:
+        low, high = high, high * 2
+    if high * data > MAX_SEARCH_BATCH:
+        return low * data
+    while high - low > 1:  # total_at(low) fits, total_at(high) does not
+        mid = (low + high) // 2
+        low, high = (mid, high) if total_at(mid * data) <= memory else (low, mid)
+    return low * data
