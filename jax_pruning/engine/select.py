@@ -22,7 +22,7 @@ import numpy as np
 from jax_pruning.engine.traces import TRACES
 from jax_pruning.methods import gprune, hilo, mr_pruner, random as random_method, tome
 from jax_pruning.registry import PrunerSpec
-from models.sharding import place_batch
+from models.sharding import constrain_batch, place_batch
 from models.visual_tokens import KIND_BASE, KIND_NEWLINE, KIND_TILE
 
 PRE_LLM = ("mr_pruner", "gprune", "tome", "random", "hilo")
@@ -95,7 +95,8 @@ def _select_masks(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, ke
     TRACES["select"] += 1
     sample = jnp.arange(x.shape[0])
     one = functools.partial(_one_sample, spec)
-    return jax.vmap(one)(x, valid, kind, row, col, keep, keep_low, keep_high, cand, sample)
+    keep, cand = jax.vmap(one)(x, valid, kind, row, col, keep, keep_low, keep_high, cand, sample)
+    return constrain_batch(keep), constrain_batch(cand)  # split over "data" under a mesh
 
 
 @functools.partial(jax.jit, static_argnames="k")
@@ -107,7 +108,8 @@ def _tome_group(x, content, k: int):
         out = xs.at[jnp.where(slot_valid, index, xs.shape[0])].set(merged.astype(xs.dtype), mode="drop")
         return keep, out
 
-    return jax.vmap(one)(x, content)
+    keep, out = jax.vmap(one)(x, content)
+    return constrain_batch(keep), constrain_batch(out)
 
 
 def tome_merge(x: jax.Array, valid: np.ndarray, kind: np.ndarray, keep: np.ndarray):

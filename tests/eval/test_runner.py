@@ -9,7 +9,7 @@ from PIL import Image
 
 from jax_pruning.eval import records as records_module
 from jax_pruning.eval.records import read_records
-from jax_pruning.eval.runner import run_eval, shard_ids
+from jax_pruning.eval.runner import run_eval
 from jax_pruning.eval.samples import Sample, SampleError, image_from_file
 
 
@@ -80,7 +80,7 @@ def test_static_batches_padding_dropped_and_summary(tmp_path):
     assert summary["mean_prefill_flops"] == pytest.approx(4e9)
     assert summary["samples_per_s"] == pytest.approx(7 / total)
     assert summary["devices"] == {"count": len(jax.devices()), "kind": jax.devices()[0].device_kind,
-                                  "platform": jax.devices()[0].platform}
+                                  "platform": jax.devices()[0].platform, "processes": 1}
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
     markdown = (tmp_path / "run" / "summary.md").read_text()
     assert "| **exact_match** | 57.14 |" in markdown and "| failed | 0 |" in markdown
@@ -176,27 +176,6 @@ def test_read_records_tolerates_only_a_truncated_last_line(tmp_path):
     with pytest.raises(ValueError, match="line 2 is not JSON"):
         read_records(path)
     assert read_records(tmp_path / "absent.jsonl") == []
-
-
-def test_shard_ids_split_disjoint_and_complete():
-    ids = [f"q{i}" for i in range(11)]
-    shards = [shard_ids(ids, p, 3) for p in range(3)]
-    assert shards[0] == ["q0", "q3", "q6", "q9"] and shards[2] == ["q2", "q5", "q8"]
-    assert sorted(sum(shards, [])) == sorted(ids)
-    assert max(map(len, shards)) - min(map(len, shards)) <= 1
-    for bad in [(3, 3), (-1, 3), (0, 0)]:
-        with pytest.raises(ValueError):
-            shard_ids(ids, *bad)
-
-
-def test_each_host_writes_its_own_shard(tmp_path):
-    data = _dataset(tmp_path, 5)
-    engine = FakeEngine()
-    summary = run_eval(data, engine, tmp_path / "run", batch_size=2, process_index=1, process_count=2,
-                       progress=False)
-    assert engine.batches == [["s1", "s3"]]
-    assert [r["id"] for r in _lines(tmp_path / "run" / "process_001" / "predictions.jsonl")] == ["s1", "s3"]
-    assert summary["n_samples"] == 2 and summary["process_count"] == 2
 
 
 def test_bad_arguments_and_engine_contract(tmp_path):

@@ -94,7 +94,7 @@ _SCRIPT = textwrap.dedent(
         pixels = captured["args"][2]
         assert pixels.sharding.spec[0] == "data", pixels.sharding
         local = (pixels.shape[0] // mesh.shape["data"],) + pixels.shape[1:]
-        entry = re.search(rf"f32\[{','.join(map(str, local))}\]" + r"(\{[^}]*\})? parameter\(\d+\)", hlo)
+        entry = re.search(re.escape(f"f32[{','.join(map(str, local))}]") + "(.[^}]*.)? parameter[(]", hlo)
         assert entry, (local, pixels.shape)
         assert prepared.inputs_embeds.sharding.spec[0] == "data", prepared.inputs_embeds.sharding
 
