@@ -22,9 +22,12 @@ from models.sharding import constrain_batch
 
 
 @functools.partial(nnx.jit, static_argnames=("layout", "max_new", "eos_ids", "pad_id"), donate_argnames="segments")
-def decode(model: TextModel, first_logits, segments: list[Segment], next_position, *, layout, max_new: int,
-           eos_ids: tuple[int, ...], pad_id: int):
-    """first_logits [B, V] (prefill) -> (tokens int32 [B, max_new], final segments).
+def decode(model: TextModel, first_logits, segments: list[Segment], next_position, finished, *, layout,
+           max_new: int, eos_ids: tuple[int, ...], pad_id: int):
+    """first_logits [B, V] (prefill), finished bool [B] (rows with nothing to generate, e.g. padding)
+    -> (tokens int32 [B, max_new], final segments, decoding steps run int32 []).
+
+    The loop stops as soon as every row has emitted EOS: the rest of `tokens` is padding either way.
 
     Under a mesh the caches stay batch on "data", KV heads on "model" through the loop.
 
@@ -35,12 +38,12 @@ def decode(model: TextModel, first_logits, segments: list[Segment], next_positio
     batch = first_logits.shape[0]
     eos = jnp.asarray(eos_ids if eos_ids else (-1,), jnp.int32)
     token = jnp.argmax(first_logits, axis=-1).astype(jnp.int32)
-    done = jnp.isin(token, eos)
+    done = jnp.isin(token, eos) | finished
     out = jnp.full((batch, max_new), pad_id, jnp.int32).at[:, 0].set(token)
     mrope = model.text_config.uses_mrope
 
-    def step(s, carry):
-        segments, token, done, out = carry
+    def step(carry):
+        s, segments, token, done, out = carry
         x = model.embed(token[:, None])
         pos = (next_position + s)[:, None]
         rope = rope_tables(model.text_config, jnp.broadcast_to(pos, (3, batch, 1)) if mrope else pos)
@@ -53,8 +56,13 @@ def decode(model: TextModel, first_logits, segments: list[Segment], next_positio
             new_segments.append(Segment(caches, key_valid))
         nxt = jnp.argmax(model.head(x)[:, 0], axis=-1).astype(jnp.int32)
         out = out.at[:, s + 1].set(jnp.where(done, pad_id, nxt))
-        return constrain_segments(model, new_segments), nxt, done | jnp.isin(nxt, eos), out
+        return s + 1, constrain_segments(model, new_segments), nxt, done | jnp.isin(nxt, eos), out
+
+    def more(carry):
+        s, _, _, done, _ = carry
+        return (s < max_new - 1) & ~jnp.all(done)
 
     segments = constrain_segments(model, segments)
-    segments, _, _, out = jax.lax.fori_loop(0, max_new - 1, step, (segments, token, done, out))
-    return constrain_batch(out), segments
+    start = (jnp.int32(0), segments, token, done, out)
+    steps, segments, _, _, out = jax.lax.while_loop(more, step, start)
+    return constrain_batch(out), segments, steps

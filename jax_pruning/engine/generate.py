@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Mapping
 
 import jax
@@ -95,6 +96,46 @@ def _select(spec, prepared, budgets):
     return embeds, keep, cand
 
 
+def _check_rows(inputs) -> None:
+    """Refuse, naming the input, what would otherwise crash inside jax or answer from nothing."""
+    if "input_ids" not in inputs:
+        return  # staging names every missing key
+    ids = np.asarray(inputs["input_ids"])
+    if ids.ndim != 2:
+        raise ValueError(f"generate: input_ids must be [batch, tokens], got shape {ids.shape}")
+    if ids.shape[0] == 0:
+        raise ValueError("generate: the batch is empty (input_ids has 0 rows)")
+    if ids.shape[1] == 0:
+        raise ValueError("generate: input_ids has no tokens (an empty prompt)")
+    if inputs.get("attention_mask") is not None:
+        mask = np.asarray(inputs["attention_mask"])
+        if mask.shape == ids.shape and not mask.any(axis=1).all():
+            rows = np.flatnonzero(~mask.any(axis=1)).tolist()
+            raise ValueError(f"generate: attention_mask rows {rows} attend no token (empty prompts?); every row "
+                             f"needs at least one")
+
+
+_WARNED_LONG = set()
+
+
+def _check_length(config, next_position: np.ndarray, max_new: int) -> None:
+    """Prompt + new tokens must fit max_position_embeddings: refused, or warned once where RoPE is scaled."""
+    text = config.text
+    longest = int(np.max(next_position, initial=0)) + max_new
+    limit = int(text.max_position_embeddings)
+    if longest <= limit:
+        return
+    message = (f"generate: the longest prompt reaches position {int(np.max(next_position)) - 1} and "
+               f"max_new_tokens={max_new} would take it to {longest}, past max_position_embeddings={limit} "
+               f"of config.json")
+    if text.rope_kind == "llama3" or float(text.rope_factor) != 1.0:
+        if (limit, longest) not in _WARNED_LONG:
+            _WARNED_LONG.add((limit, longest))
+            warnings.warn(message + f" (RoPE is scaled: {text.rope_kind}, factor {text.rope_factor}; going on)")
+        return
+    raise ValueError(message + "; shorten the prompt or lower max_new_tokens")
+
+
 def _pad_rows(inputs: dict, rows: int, pad: int) -> dict:
     """`rows` extra text-only rows (one attended pad token each), so the batch splits evenly over "data";
     their outputs are dropped."""
@@ -139,6 +180,7 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
                          f"language_model), got {type(model).__name__}")
     if not isinstance(inputs, Mapping):
         raise ValueError(f"generate: inputs must be a dict of processor outputs, got {type(inputs).__name__}")
+    _check_rows(inputs)
     config = model.config
     if pruner is not None and pruner.name in MULTI_RESOLUTION and config.model_type != "llava_next":
         raise multi_resolution_error(pruner.name)  # whatever this batch holds
@@ -167,6 +209,7 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, mode: s
     jax.block_until_ready(prepared.inputs_embeds)
     prepare_seconds = time.perf_counter() - start
     vt = prepared.visual
+    _check_length(config, to_host(prepared.next_position)[:real_batch], max_new_tokens)
     budgets = compute_budgets(pruner, vt)
 
     start = time.perf_counter()
@@ -201,8 +244,9 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, mode: s
 
     start = time.perf_counter()
     layout = tuple(segment_layout(mode, split, n_layers, length0, length1))
-    tokens, _ = decode(lm, logits, segments, next_position, layout=layout, max_new=max_new_tokens,
-                       eos_ids=eos, pad_id=pad)
+    finished = place_batch(np.arange(len(mask)) >= real_batch)  # rows that only even the batch out
+    tokens, _, steps = decode(lm, logits, segments, next_position, finished, layout=layout,
+                              max_new=max_new_tokens, eos_ids=eos, pad_id=pad)
     tokens = to_host(tokens)[:real_batch]
     decode_seconds = time.perf_counter() - start
 
@@ -220,6 +264,7 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, mode: s
         "prune_seconds": prune_seconds,
         "prefill_seconds": prefill_seconds,
         "decode_seconds": decode_seconds,
+        "decode_steps": int(to_host(steps)) + 1,  # tokens generated per row before every row had stopped
         "visual_tokens_before": budgets.real + budgets.newlines,
         "candidates": budgets.candidates,
         "newlines": budgets.newlines,

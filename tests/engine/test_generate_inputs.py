@@ -1,0 +1,74 @@
+"""jp.generate refuses what it cannot answer (naming the input), and stops decoding once every row is done."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import jax_pruning as jp
+import models
+from jax_pruning.engine.staging import stage
+from jax_pruning.demo import ASSETS
+from jax_pruning.processing import Processor
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = models.load(ASSETS / "tiny_qwen2_vl")
+    processor = Processor.from_folder(ASSETS / "tiny_qwen2_vl")
+    return model, processor
+
+
+def _inputs(processor, n=2):
+    from PIL import Image
+
+    images = [Image.new("RGB", (32, 32), c) for c in ("red", "blue")][:n]
+    return processor(images, [processor.chat_prompt("what shape is this?")] * n)
+
+
+def test_empty_and_unattended_batches_are_refused(tiny):
+    model, processor = tiny
+    inputs = _inputs(processor)
+    with pytest.raises(ValueError, match="batch is empty"):
+        jp.generate(model, {"input_ids": np.zeros((0, 5), np.int64)}, None, 2)
+    with pytest.raises(ValueError, match="no tokens"):
+        jp.generate(model, {"input_ids": np.zeros((1, 0), np.int64)}, None, 2)
+    mask = np.array(inputs["attention_mask"])
+    mask[1] = 0
+    with pytest.raises(ValueError, match=r"attention_mask rows \[1\] attend no token"):
+        jp.generate(model, dict(inputs, attention_mask=mask), None, 2)
+
+
+def test_prompt_past_max_positions_is_refused_or_warned(tiny):
+    model, processor = tiny
+    inputs = _inputs(processor)
+    # M-RoPE: an image's tokens span fewer positions than tokens, so the limit is on positions
+    length = int(np.max(stage(model, inputs, 0).next_position))
+    text = model.config.text
+    short = dataclasses.replace(model.config, text=dataclasses.replace(text, max_position_embeddings=length + 2))
+    original = model.config
+    try:
+        model.config = short
+        jp.generate(model, inputs, None, 2)  # fits exactly: no error
+        with pytest.raises(ValueError, match="past max_position_embeddings=.*config.json"):
+            jp.generate(model, inputs, None, 8)
+        scaled = dataclasses.replace(short, text=dataclasses.replace(short.text, rope_factor=2.0))
+        model.config = scaled
+        with pytest.warns(UserWarning, match="RoPE is scaled"):
+            jp.generate(model, inputs, None, 8)
+    finally:
+        model.config = original
+
+
+def test_decoding_stops_when_every_row_is_done(tiny):
+    """A huge max_new_tokens costs only the steps until every row emitted EOS; tokens are unchanged."""
+    model, processor = tiny
+    inputs = _inputs(processor)
+    short = jp.generate(model, inputs, None, 8)
+    assert short.stats["decode_steps"] < 8, short.stats["decode_steps"]  # the tiny model answers in a word
+    long = jp.generate(model, inputs, None, 200)
+    assert long.stats["decode_steps"] == short.stats["decode_steps"]
+    np.testing.assert_array_equal(long.tokens[:, :8], short.tokens)
+    assert (long.tokens[:, 8:] == (model.config.pad_token_id or 0)).all()
