@@ -85,13 +85,13 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _remove_stale_temps(out: Path) -> None:
-    """Remove temp folders of earlier conversions to `out` whose writer is dead."""
-    for temp in out.parent.glob(f".{out.name}{_TEMP_TAG}*"):
+    """Remove temp folders that killed conversions left in `out`'s parent (to any name there)."""
+    for temp in out.parent.glob(f".*{_TEMP_TAG}*"):
         try:
-            pid = int(temp.name[len(f".{out.name}{_TEMP_TAG}"):].split("-")[0])
-        except ValueError:
+            pid = int(temp.name.rsplit(_TEMP_TAG, 1)[1].split("-")[0])
+        except (ValueError, IndexError):
             continue
-        if not _pid_alive(pid):
+        if temp.is_dir() and not _pid_alive(pid):
             shutil.rmtree(temp, ignore_errors=True)
 
 

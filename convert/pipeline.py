@@ -124,9 +124,13 @@ def _read_model_type(hf_dir: Path) -> str:
     if not config_file.is_file():
         raise FileNotFoundError(f"{hf_dir}: no config.json (is this a Hugging Face checkpoint folder?)")
     try:
-        return json.loads(config_file.read_text())["model_type"]
-    except (json.JSONDecodeError, KeyError) as err:
-        raise ValueError(f"{config_file}: cannot read model_type ({err})") from None
+        raw = json.loads(config_file.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{config_file}: not valid JSON ({err})") from None
+    if not isinstance(raw, dict) or "model_type" not in raw:
+        what = f"a JSON {type(raw).__name__}" if not isinstance(raw, dict) else "an object without model_type"
+        raise ValueError(f"{config_file}: expected a JSON object with a model_type, got {what}")
+    return raw["model_type"]
 
 
 def prepare(hf_dir: str | os.PathLike):

@@ -65,7 +65,13 @@ def _generate(args: argparse.Namespace) -> int:
     import jax_pruning as jp
 
     model, processor = _load(args.model, args.dtype)
-    images = [Image.open(args.image).convert("RGB")] if args.image else []
+    images = []
+    if args.image:
+        try:
+            with Image.open(args.image) as image:
+                images = [image.convert("RGB")]
+        except (OSError, ValueError, SyntaxError) as err:
+            raise ValueError(f"--image {args.image}: cannot be decoded ({err})") from None
     prompt = processor.chat_prompt(args.prompt, with_image=bool(images))
     inputs = processor(images or None, [prompt])
     spec = None if args.method in (None, "none") else jp.pruner(args.method, keep_ratio=args.keep,
@@ -254,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError,
+            IsADirectoryError) as err:
         print(f"jaxprune {args.command}: {err}", file=sys.stderr)
         return 2
 

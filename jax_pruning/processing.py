@@ -19,6 +19,35 @@ import numpy as np
 QWEN_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 
 
+def _decode(image, where: str):
+    """A PIL image, fully read (PIL reads lazily: a truncated file fails here, with its name)."""
+    from PIL import Image
+
+    try:
+        if isinstance(image, (str, os.PathLike)):
+            with Image.open(image) as opened:
+                opened.load()
+                return opened.copy()
+        if isinstance(image, Image.Image):
+            image.load()
+            return image
+    except (OSError, ValueError, SyntaxError) as err:  # PIL: truncated / unidentified / corrupt
+        name = getattr(image, "filename", "") or (str(image) if isinstance(image, (str, os.PathLike)) else "")
+        raise ValueError(f"Processor: {where}{f' ({name})' if name else ''} cannot be decoded: {err}") from None
+    return image  # arrays and the like: the image processor checks them
+
+
+def decoded_images(images: Sequence) -> list:
+    """Every image decoded up front (nested per-text lists kept), so a bad one is named by its index."""
+    out = []
+    for i, item in enumerate(images):
+        if isinstance(item, (list, tuple)):
+            out.append([_decode(im, f"image {j} of text {i}") for j, im in enumerate(item)])
+        else:
+            out.append(_decode(item, f"image {i}"))
+    return out
+
+
 class Processor:
     """`Processor.from_folder(path)(images, texts)` -> dict of NumPy arrays (left padded)."""
 
@@ -65,6 +94,9 @@ class Processor:
 
     def __call__(self, images: Sequence | None, texts: Sequence[str]) -> dict[str, np.ndarray]:
         texts = list(texts)
+        if not texts:
+            raise ValueError("Processor: the batch is empty (no texts)")
+        images = None if images is None else decoded_images(images)
         if self.model_type in QWEN_TYPES:
             from models.qwen_inputs import prepare_qwen_inputs
 

@@ -106,9 +106,13 @@ def _read_raw(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dict, str]
     if not file.is_file():
         raise FileNotFoundError(f"{path}: no config.json")
     try:
-        return json.loads(file.read_text()), str(file)
+        raw = json.loads(file.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{file}: not valid JSON ({err})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{file}: must hold a JSON object of the model's settings, got a JSON "
+                         f"{type(raw).__name__}")
+    return raw, str(file)
 
 
 def _hf_config(raw: dict, where: str):
@@ -118,8 +122,8 @@ def _hf_config(raw: dict, where: str):
     fields = {k: v for k, v in raw.items() if k not in ("model_type", "transformers_version", "architectures")}
     try:
         return CONFIG_MAPPING[raw["model_type"]](**fields)
-    except (TypeError, ValueError, KeyError) as err:
-        raise ValueError(f"{where}: cannot parse config ({err})") from None
+    except Exception as err:  # transformers' field validation raises its own types: name the file instead
+        raise ValueError(f"{where}: cannot parse config ({type(err).__name__}: {err})") from None
 
 
 def _as_tuple(value) -> tuple[int, ...]:

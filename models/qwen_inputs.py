@@ -66,6 +66,11 @@ def prepare_qwen_inputs(
     result = {}
     grids = np.zeros((0, 3), np.int64)
     if flat:
+        for i, image in enumerate(flat):
+            size = getattr(image, "size", None)  # PIL (width, height)
+            if size and min(size) > 0 and max(size) / min(size) > 200:
+                raise ValueError(f"image {i} is {size[0]}x{size[1]} pixels: Qwen-VL's processor refuses aspect "
+                                 f"ratios above 200 (pad or crop it)")
         processed = image_processor(flat, return_tensors="np")
         grids = np.asarray(processed["image_grid_thw"])
         result["pixel_values"] = np.asarray(processed["pixel_values"], np.float32)

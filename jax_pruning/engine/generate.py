@@ -136,6 +136,20 @@ def _check_length(config, next_position: np.ndarray, max_new: int) -> None:
     raise ValueError(message + "; shorten the prompt or lower max_new_tokens")
 
 
+@jax.jit
+def _finite_rows(embeds):  # [B, T, D] -> bool [B]
+    return jnp.isfinite(embeds).all(axis=(1, 2))
+
+
+def _check_finite(embeds, real_batch: int) -> None:
+    """The vision side's output must be finite: a NaN would otherwise flow into every method's scores."""
+    finite = to_host(_finite_rows(embeds))[:real_batch]
+    if not finite.all():
+        rows = np.flatnonzero(~finite).tolist()
+        raise ValueError(f"generate: the input embeddings of rows {rows} hold NaN or inf after the vision tower "
+                         f"(check the weights' dtype range and pixel_values)")
+
+
 def _pad_rows(inputs: dict, rows: int, pad: int) -> dict:
     """`rows` extra text-only rows (one attended pad token each), so the batch splits evenly over "data";
     their outputs are dropped."""
@@ -210,6 +224,7 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, mode: s
     prepare_seconds = time.perf_counter() - start
     vt = prepared.visual
     _check_length(config, to_host(prepared.next_position)[:real_batch], max_new_tokens)
+    _check_finite(prepared.inputs_embeds, real_batch)
     budgets = compute_budgets(pruner, vt)
 
     start = time.perf_counter()

@@ -72,3 +72,17 @@ def test_decoding_stops_when_every_row_is_done(tiny):
     assert long.stats["decode_steps"] == short.stats["decode_steps"]
     np.testing.assert_array_equal(long.tokens[:, :8], short.tokens)
     assert (long.tokens[:, 8:] == (model.config.pad_token_id or 0)).all()
+
+
+def test_non_finite_vision_features_are_refused(tiny):
+    """NaN in the weights reaches the visual embeddings: refused with the rows, not pruned silently."""
+    model, processor = tiny
+    inputs = _inputs(processor)
+    kernel = model.visual.merger.fc2.kernel
+    saved = kernel.get_value()
+    try:
+        kernel.set_value(saved.at[0, 0].set(np.nan))
+        with pytest.raises(ValueError, match=r"rows \[0, 1\] hold NaN or inf"):
+            jp.generate(model, inputs, jp.pruner("random", keep_ratio=0.5), 2)
+    finally:
+        kernel.set_value(saved)

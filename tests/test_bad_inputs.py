@@ -1,0 +1,99 @@
+"""Bad inputs end in one clear error naming the input (config.json, an image, a folder), never a bare
+traceback from inside transformers / PIL, and killed conversions leave nothing behind for long."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import models
+from convert import convert_checkpoint
+from jax_pruning import cli
+from jax_pruning.demo import ASSETS
+from jax_pruning.processing import Processor
+
+QWEN = ASSETS / "tiny_qwen2_vl"
+
+
+@pytest.fixture()
+def qwen_copy(tmp_path) -> Path:
+    folder = tmp_path / "qwen"
+    shutil.copytree(QWEN, folder)
+    return folder
+
+
+def _truncated_png(path: Path) -> Path:
+    Image.new("RGB", (64, 64), "red").save(path)
+    path.write_bytes(path.read_bytes()[:60])
+    return path
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"qwen2_vl"', "{}"])
+def test_config_that_is_not_an_object_with_model_type(qwen_copy, tmp_path, content):
+    (qwen_copy / "config.json").write_text(content)
+    with pytest.raises(ValueError, match="config.json"):
+        models.load(qwen_copy)
+    with pytest.raises(ValueError, match="config.json"):
+        convert_checkpoint(qwen_copy, tmp_path / "out", progress=False)
+
+
+def test_config_field_of_the_wrong_type_names_the_file(qwen_copy):
+    config = json.loads((qwen_copy / "config.json").read_text())
+    text = config.get("text_config", config)
+    text["num_hidden_layers"] = "three"
+    (qwen_copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="config.json"):
+        models.load(qwen_copy)
+
+
+def test_processor_empty_batch_and_undecodable_images(tmp_path):
+    processor = Processor.from_folder(QWEN)
+    prompt = processor.chat_prompt("what shape?")
+    with pytest.raises(ValueError, match="batch is empty"):
+        processor([], [])
+    bad = _truncated_png(tmp_path / "cut.png")
+    with pytest.raises(ValueError, match=r"image 1 \(.*cut.png\) cannot be decoded"):
+        processor([Image.new("RGB", (32, 32)), str(bad)], [prompt, prompt])
+    with pytest.raises(ValueError, match=r"image 0 \(.*cut.png\) cannot be decoded"):
+        processor([Image.open(bad)], [prompt])  # PIL opens lazily: the decode fails later, still named
+    path = tmp_path / "fine.png"
+    Image.new("RGB", (32, 32), "blue").save(path)
+    good = processor([str(path)], [prompt])  # a path is read and decoded like an image
+    assert np.asarray(good["pixel_values"]).shape[0] > 0
+
+
+def test_qwen_aspect_ratio_refusal_names_the_image():
+    processor = Processor.from_folder(QWEN)
+    prompt = processor.chat_prompt("what shape?")
+    with pytest.raises(ValueError, match=r"image 1 is 3000x10 pixels"):
+        processor([Image.new("RGB", (32, 32)), Image.new("RGB", (3000, 10))], [prompt, prompt])
+
+
+def test_cli_user_errors_are_one_line(tmp_path, capsys):
+    out = tmp_path / "exists"
+    out.mkdir()
+    (out / "file").write_text("x")
+    assert cli.main(["convert", str(QWEN), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    bad = _truncated_png(tmp_path / "cut.png")
+    assert cli.main(["generate", "--model", str(QWEN), "--image", str(bad), "--prompt", "what?"]) == 2
+    err = capsys.readouterr().err
+    assert "cut.png" in err and "cannot be decoded" in err and "Traceback" not in err
+
+
+def test_stale_temp_folders_of_any_conversion_in_the_parent_are_removed(tmp_path):
+    dead = 2**22 + 12345  # above Linux's default pid_max: no live process has it
+    stale = tmp_path / f".other.converting-{dead}-deadbeef"
+    stale.mkdir()
+    (stale / "params").mkdir()
+    live = tmp_path / f".third.converting-{os.getpid()}-cafecafe"  # a writer still running: kept
+    live.mkdir()
+    convert_checkpoint(QWEN, tmp_path / "out", progress=False)
+    assert not stale.exists() and live.exists()
