@@ -21,7 +21,8 @@ import jax_pruning as jp
 from jax_pruning.eval.prompts import build_prompt
 from jax_pruning.eval.records import write_atomic
 from jax_pruning.eval.runner import run_eval
-from jax_pruning.eval.samples import Sample
+from jax_pruning.engine.generate import PromptTooLong
+from jax_pruning.eval.samples import Sample, SampleError
 
 
 def task_prompt(processor) -> Callable[[Sample], str]:
@@ -42,7 +43,12 @@ def predictor(model, processor, pruner, *, max_new_tokens: int = 8, mesh=None,
     def predict(samples: list[Sample]) -> list[dict]:
         inputs = processor([s.image for s in samples], [prompt(s) for s in samples])
         start = time.perf_counter()
-        out = jp.generate(model, inputs, pruner, max_new_tokens, mesh=mesh)
+        try:
+            out = jp.generate(model, inputs, pruner, max_new_tokens, mesh=mesh)
+        except PromptTooLong as err:  # that sample fails (recorded with the reason); the batch is retried
+            failure = SampleError(str(err))
+            failure.sample_id = samples[err.rows[0]].id
+            raise failure from None
         seconds = (time.perf_counter() - start) / len(samples)
         texts = processor.tokenizer.batch_decode(out.tokens, skip_special_tokens=True)
         flops = out.stats["prefill_flops_per_sample"]

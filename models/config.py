@@ -184,8 +184,20 @@ def _token_id(hf, *names: str) -> int | None:
 
 
 def load_config(source: str | os.PathLike | Mapping[str, Any]) -> ModelConfig:
-    """A folder (or config.json path, or a raw dict) -> ModelConfig; both layouts."""
+    """A folder (or config.json path, or a raw dict) -> ModelConfig; both layouts.
+
+    Any inconsistency found while parsing is a ValueError that names the file (or "config dict")."""
     raw, where = _read_raw(source)
+    try:
+        return _parse(raw, where)
+    except (ValueError, TypeError, AttributeError, KeyError) as err:
+        message = str(err)
+        if where in message:
+            raise
+        raise ValueError(f"{where}: {message} (model_type {raw.get('model_type')!r})") from None
+
+
+def _parse(raw: dict, where: str) -> ModelConfig:
     model_type = _check_model_type(raw.get("model_type"), where)
     hf = _hf_config(raw, where)
     vision = None

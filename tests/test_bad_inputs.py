@@ -97,3 +97,33 @@ def test_stale_temp_folders_of_any_conversion_in_the_parent_are_removed(tmp_path
     live.mkdir()
     convert_checkpoint(QWEN, tmp_path / "out", progress=False)
     assert not stale.exists() and live.exists()
+
+
+def test_wrong_model_type_for_the_weights_names_config_json(qwen_copy):
+    config = json.loads((qwen_copy / "config.json").read_text())
+    config["model_type"] = "llava_next"
+    (qwen_copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config.json: .*model_type 'llava_next'"):
+        models.load(qwen_copy)
+
+
+def test_eval_records_an_over_long_prompt_as_a_failed_sample_and_goes_on(tmp_path):
+    import dataclasses
+
+    from jax_pruning.eval.runner import run_eval
+    from jax_pruning.eval.samples import Sample
+    from jax_pruning.sweep import bare_prompt, predictor
+
+    model = models.load(QWEN)
+    processor = Processor.from_folder(QWEN)
+    image = Image.new("RGB", (32, 32), "red")
+    samples = [Sample(f"s{i}", q, ["circle"], "exact_match", lambda: image)
+               for i, q in enumerate(["what shape?", "what shape? " + "very " * 60 + "long", "what colour?"])]
+    short = dataclasses.replace(model.config, text=dataclasses.replace(model.config.text, max_position_embeddings=60))
+    model.config = short
+    summary = run_eval(samples, predictor(model, processor, None, max_new_tokens=2, prompt=bare_prompt(processor)),
+                       tmp_path / "run", batch_size=3, progress=False)
+    records = {r["id"]: r for r in map(json.loads, (tmp_path / "run" / "predictions.jsonl").read_text().splitlines())}
+    assert records["s1"]["ok"] is False and "max_position_embeddings=60" in records["s1"]["error"]
+    assert records["s0"]["ok"] and records["s2"]["ok"]
+    assert summary["n_failed"] == 1 and summary["n_samples"] == 3

@@ -118,6 +118,14 @@ def _check_rows(inputs) -> None:
 _WARNED_LONG = set()
 
 
+class PromptTooLong(ValueError):
+    """Prompt + max_new_tokens past max_position_embeddings; `rows` are the batch rows that do not fit."""
+
+    def __init__(self, message: str, rows: list[int]):
+        super().__init__(message)
+        self.rows = rows
+
+
 def _check_length(config, next_position: np.ndarray, max_new: int) -> None:
     """Prompt + new tokens must fit max_position_embeddings: refused, or warned once where RoPE is scaled."""
     text = config.text
@@ -125,6 +133,7 @@ def _check_length(config, next_position: np.ndarray, max_new: int) -> None:
     limit = int(text.max_position_embeddings)
     if longest <= limit:
         return
+    rows = np.flatnonzero(np.asarray(next_position) + max_new > limit).tolist()
     message = (f"generate: the longest prompt reaches position {int(np.max(next_position)) - 1} and "
                f"max_new_tokens={max_new} would take it to {longest}, past max_position_embeddings={limit} "
                f"of config.json")
@@ -133,7 +142,7 @@ def _check_length(config, next_position: np.ndarray, max_new: int) -> None:
             _WARNED_LONG.add((limit, longest))
             warnings.warn(message + f" (RoPE is scaled: {text.rope_kind}, factor {text.rope_factor}; going on)")
         return
-    raise ValueError(message + "; shorten the prompt or lower max_new_tokens")
+    raise PromptTooLong(message + f" (rows {rows}); shorten the prompt or lower max_new_tokens", rows)
 
 
 @jax.jit
