@@ -30,11 +30,22 @@ def _decode(image, where: str):
                 return opened.copy()
         if isinstance(image, Image.Image):
             image.load()
+            if image.mode not in ("RGB", "RGBA", "L"):  # the processor converts to RGB: a mode PIL cannot convert
+                image.crop((0, 0, 1, 1)).convert("RGBA" if "A" in image.getbands() else "RGB")  # fails here, named
+            if 0 in image.size:
+                raise ValueError(f"it is {image.size[0]}x{image.size[1]} pixels (empty)")
             return image
     except (OSError, ValueError, SyntaxError) as err:  # PIL: truncated / unidentified / corrupt
         name = getattr(image, "filename", "") or (str(image) if isinstance(image, (str, os.PathLike)) else "")
         raise ValueError(f"Processor: {where}{f' ({name})' if name else ''} cannot be decoded: {err}") from None
-    return image  # arrays and the like: the image processor checks them
+    shape = getattr(image, "shape", None)
+    if shape is None:
+        raise ValueError(f"Processor: {where} is not an image but {type(image).__name__!r} "
+                         f"(give a PIL image, a file path or an array [H, W, C])")
+    if len(shape) != 3 or 0 in tuple(shape):
+        raise ValueError(f"Processor: {where} is an array of shape {tuple(shape)}; expected one image "
+                         f"[H, W, C] or [C, H, W] with no empty axis")
+    return image  # arrays and the like: the image processor checks the rest
 
 
 def decoded_images(images: Sequence) -> list:

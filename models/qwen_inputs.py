@@ -67,8 +67,8 @@ def prepare_qwen_inputs(
     grids = np.zeros((0, 3), np.int64)
     if flat:
         for i, image in enumerate(flat):
-            size = getattr(image, "size", None)  # PIL (width, height)
-            if size and min(size) > 0 and max(size) / min(size) > 200:
+            size = getattr(image, "size", None)  # PIL (width, height); arrays have an int .size: not checked here
+            if isinstance(size, tuple) and len(size) == 2 and min(size) > 0 and max(size) / min(size) > 200:
                 raise ValueError(f"image {i} is {size[0]}x{size[1]} pixels: Qwen-VL's processor refuses aspect "
                                  f"ratios above 200 (pad or crop it)")
         processed = image_processor(flat, return_tensors="np")
