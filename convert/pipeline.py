@@ -125,7 +125,7 @@ def _read_model_type(hf_dir: Path) -> str:
         raise FileNotFoundError(f"{hf_dir}: no config.json (is this a Hugging Face checkpoint folder?)")
     try:
         raw = json.loads(config_file.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{config_file}: not valid JSON ({err})") from None
     if not isinstance(raw, dict) or "model_type" not in raw:
         what = f"a JSON {type(raw).__name__}" if not isinstance(raw, dict) else "an object without model_type"
@@ -137,7 +137,10 @@ def prepare(hf_dir: str | os.PathLike):
     """Open an HF folder and plan its conversion: (config, reader, plan)."""
     hf_dir = Path(hf_dir)
     model_type = _read_model_type(hf_dir)
-    keymap = keymap_for(model_type)  # unsupported model_type: ValueError naming the supported ones
+    try:
+        keymap = keymap_for(model_type)
+    except (ValueError, TypeError) as err:  # unsupported model_type: name the file and the supported ones
+        raise ValueError(f"{hf_dir / 'config.json'}: {err}") from None
     config = _load_config(hf_dir)
     reader = SafetensorsReader(hf_dir)
     return config, reader, plan_conversion(reader, keymap, _expected_shapes(config))

@@ -28,6 +28,9 @@ _QK_NORM_FAMILIES = ("qwen3", "qwen3_vl")
 _DEFAULT_MROPE_SECTION = {"qwen2_vl": (16, 24, 24), "qwen2_5_vl": (16, 24, 24), "qwen3_vl": (24, 20, 20)}
 
 
+MAX_LAYERS = 1024  # far above any published model: a larger count is a typo, not a model to build
+
+
 @dataclasses.dataclass(frozen=True)
 class TextConfig:
     """The language model's forward-relevant fields (one decoder serves all families)."""
@@ -56,6 +59,15 @@ class TextConfig:
     max_position_embeddings: int = 4096
 
     def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                     "num_key_value_heads", "head_dim", "max_position_embeddings"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+        if self.num_hidden_layers > MAX_LAYERS:
+            raise ValueError(f"num_hidden_layers={self.num_hidden_layers} is implausible (more than {MAX_LAYERS})")
+        if not isinstance(self.rope_theta, (int, float)) or not self.rope_theta > 0:
+            raise ValueError(f"rope_theta={self.rope_theta!r} must be a positive number")
         if self.rope_kind not in ROPE_KINDS:
             raise ValueError(f"rope_kind {self.rope_kind!r}: expected one of {ROPE_KINDS}")
         if self.num_attention_heads % self.num_key_value_heads:
@@ -107,7 +119,7 @@ def _read_raw(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dict, str]
         raise FileNotFoundError(f"{path}: no config.json")
     try:
         raw = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{file}: not valid JSON ({err})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{file}: must hold a JSON object of the model's settings, got a JSON "
@@ -190,7 +202,7 @@ def load_config(source: str | os.PathLike | Mapping[str, Any]) -> ModelConfig:
     raw, where = _read_raw(source)
     try:
         return _parse(raw, where)
-    except (ValueError, TypeError, AttributeError, KeyError) as err:
+    except (ValueError, TypeError, AttributeError, KeyError, ArithmeticError) as err:
         message = str(err)
         if where in message:
             raise

@@ -127,3 +127,31 @@ def test_eval_records_an_over_long_prompt_as_a_failed_sample_and_goes_on(tmp_pat
     assert records["s1"]["ok"] is False and "max_position_embeddings=60" in records["s1"]["error"]
     assert records["s0"]["ok"] and records["s2"]["ok"]
     assert summary["n_failed"] == 1 and summary["n_samples"] == 3
+
+
+@pytest.mark.parametrize("mutation, words", [
+    ("binary", "not valid JSON"),
+    ("bert", "no key map for model_type 'bert'"),
+    ("heads0", "ZeroDivisionError"),
+    ("vocab-5", "vocab_size=-5 must be a positive integer"),
+    ("layers0", "num_hidden_layers=0 must be a positive integer"),
+    ("layers1e6", "num_hidden_layers=1000000 is implausible"),
+])
+def test_impossible_config_values_name_config_json(tmp_path, mutation, words):
+    folder = tmp_path / "llava"
+    shutil.copytree(ASSETS / "tiny_llava_next", folder)
+    file = folder / "config.json"
+    config = json.loads(file.read_text())
+    text = config["text_config"]
+    if mutation == "binary":
+        file.write_bytes(b"\xff\xfe\x00")
+    else:
+        {"bert": lambda: config.update(model_type="bert"), "heads0": lambda: text.update(num_attention_heads=0),
+         "vocab-5": lambda: text.update(vocab_size=-5), "layers0": lambda: text.update(num_hidden_layers=0),
+         "layers1e6": lambda: text.update(num_hidden_layers=10**6)}[mutation]()
+        file.write_text(json.dumps(config))
+    for call in (lambda: models.load(folder), lambda: convert_checkpoint(folder, tmp_path / "out", progress=False)):
+        with pytest.raises(ValueError, match="config.json") as err:
+            call()
+        assert words in str(err.value)
+    assert not (tmp_path / "out").exists()
