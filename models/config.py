@@ -61,9 +61,9 @@ class TextConfig:
     def __post_init__(self):
         for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                      "num_key_value_heads", "head_dim", "max_position_embeddings"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
+            value, least = getattr(self, name), 0 if name == "num_hidden_layers" else 1  # 0 layers: embed + head
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"{name}={value!r} must be an integer >= {least}")
         if self.num_hidden_layers > MAX_LAYERS:
             raise ValueError(f"num_hidden_layers={self.num_hidden_layers} is implausible (more than {MAX_LAYERS})")
         if not isinstance(self.rope_theta, (int, float)) or not self.rope_theta > 0:

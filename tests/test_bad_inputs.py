@@ -133,8 +133,8 @@ def test_eval_records_an_over_long_prompt_as_a_failed_sample_and_goes_on(tmp_pat
     ("binary", "not valid JSON"),
     ("bert", "no key map for model_type 'bert'"),
     ("heads0", "ZeroDivisionError"),
-    ("vocab-5", "vocab_size=-5 must be a positive integer"),
-    ("layers0", "num_hidden_layers=0 must be a positive integer"),
+    ("vocab-5", "vocab_size=-5 must be an integer >= 1"),
+    ("layers-1", "num_hidden_layers=-1 must be an integer >= 0"),
     ("layers1e6", "num_hidden_layers=1000000 is implausible"),
 ])
 def test_impossible_config_values_name_config_json(tmp_path, mutation, words):
@@ -147,7 +147,7 @@ def test_impossible_config_values_name_config_json(tmp_path, mutation, words):
         file.write_bytes(b"\xff\xfe\x00")
     else:
         {"bert": lambda: config.update(model_type="bert"), "heads0": lambda: text.update(num_attention_heads=0),
-         "vocab-5": lambda: text.update(vocab_size=-5), "layers0": lambda: text.update(num_hidden_layers=0),
+         "vocab-5": lambda: text.update(vocab_size=-5), "layers-1": lambda: text.update(num_hidden_layers=-1),
          "layers1e6": lambda: text.update(num_hidden_layers=10**6)}[mutation]()
         file.write_text(json.dumps(config))
     for call in (lambda: models.load(folder), lambda: convert_checkpoint(folder, tmp_path / "out", progress=False)):
