@@ -1,6 +1,6 @@
 """jax_pruning: training-free visual-token pruning for multimodal LLMs in JAX.
 
-Public entry points (see API.md): `pruner(name, **options)` builds a validated,
+Public entry points (names and meaning fixed; the README shows each): `pruner(name, **options)` builds a validated,
 hashable pruner description; `generate(model, inputs, pruner=..., max_new_tokens=...)`
 runs pruned prefill + greedy decoding; the methods live in `jax_pruning.methods`,
 the shared selection/graph primitives in `jax_pruning.ops`.

@@ -21,11 +21,9 @@ each process's devices only their own slices, and `to_host` gathers results.
 from __future__ import annotations
 
 import os
-from typing import Any
-
 import jax
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh
 
 DATA, MODEL = "data", "model"
 
@@ -61,12 +59,6 @@ def padded_batch_size(batch_size: int, mesh: Mesh | None) -> int:
     """The smallest multiple of the data-axis size >= batch_size."""
     n = data_size(mesh)
     return -(-batch_size // n) * n
-
-
-def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Every array on every device."""
-    whole = NamedSharding(mesh, PartitionSpec())
-    return jax.tree.map(lambda x: jax.device_put(x, whole) if hasattr(x, "shape") else x, tree)
 
 
 def to_host(x) -> np.ndarray:

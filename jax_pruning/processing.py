@@ -1,7 +1,7 @@
 """Images + prompt texts -> the model inputs the HF processor would give, for any supported folder.
 
 LLaVA-NeXT folders carry a full `LlavaNextProcessor`. The Qwen-VL processor
-classes cannot be built without torchvision (see HF_NOTES), so for them we load
+classes cannot be built without torchvision (their video half needs it), so for them we load
 the image processor and tokenizer and let `models.qwen_inputs` do the
 processor's image path. Works on HF folders and on converted folders (the
 converter copies the tokenizer/processor files along). Local files only.

@@ -4,7 +4,7 @@ Follows the structure of `bipartite_soft_matching` + `merge_wavg` in
 github.com/facebookresearch/ToMe (tome/merge.py): normalise the metric, split
 a = [::2], b = [1::2], scores = a @ b^T, best match per a, sort a by it, merge
 the top r into b with a sum scatter of size-weighted features. Adapted to our
-spec (METHODS.md, jax_pruning/methods/tome.py): repeated until k remain with
+spec (the docstring of jax_pruning/methods/tome.py): repeated until k remain with
 r = min(n - k, |a|), survivors put back in original order after each step
 (the official code concatenates [unmerged a, b]), stable sort so ties go to
 the lower index, metric = the merged tokens themselves.

@@ -1,6 +1,6 @@
 """Hi-Lo Prune, stage 1: hierarchical (coarse-to-fine) selection of R, C and D.
 
-Our fixed reading of METHODS.md (the paper's code is not public):
+Our fixed reading of the Hi-Lo Prune paper (its code is not public), in full here:
 - coarse: tokens are grouped into s x s windows of the merged token grid by
   their own (row, col) coordinates: window id = (row // s) * n_window_cols +
   col // s. Window score = mean I (L2 norm) over the window's valid tokens.

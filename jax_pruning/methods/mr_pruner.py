@@ -1,6 +1,6 @@
 """MR-Pruner: multi-resolution graph-based token selection (LLaVA-NeXT).
 
-Two variants (METHODS.md): "paper" is Algorithm 1 (thresholded cosine graph,
+Two variants, both specified here: "paper" is Algorithm 1 (thresholded cosine graph,
 S = A I, K^H = floor(K Ī^H / (Ī^H + Ī^L)), cross score from pruned high tokens
 weighted by alpha); "official" is the public code (temperature-softmax graph
 with a -5000 non-edge fill, score = (I A) / degree, K^L from the low share,

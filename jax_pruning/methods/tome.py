@@ -1,6 +1,6 @@
 """ToMe baseline: merge visual tokens by bipartite soft matching until k remain.
 
-Spec (METHODS.md): alternate split A/B, cosine scores A·B^T, each A token's best
+Spec: alternate split A/B, cosine scores A·B^T, each A token's best
 B match, merge the top-r A tokens into their matches by size-weighted average,
 repeat until k remain (each step merges at most half).
 

@@ -1,6 +1,6 @@
 """Token-similarity graphs shared by MR-Pruner, G-Prune and Hi-Lo.
 
-Two adjacency flavours exist in the literature and in METHODS.md:
+Two adjacency flavours exist in the literature and in the method specs:
 - `threshold_graph`: the MR-Pruner paper's A_ij = cos if cos >= s else 0;
 - `softmax_graph`: the public MR-Pruner / G-Prune code's temperature softmax
   with a -5000 fill for non-edges and a degree counted on the softmax.

@@ -1,4 +1,4 @@
-"""A slow, cache-free reference of pruned greedy generation, written straight from METHODS.md.
+"""A slow, cache-free reference of pruned greedy generation, written straight from the methods' specs (their module docstrings).
 
 Per sample, per generated token, it re-runs the whole language model on the
 explicit token lists the spec names — no KV cache, no compaction, no buckets:

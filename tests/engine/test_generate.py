@@ -67,7 +67,7 @@ def test_unpruned_equals_hf_greedy_generation(family_setup):
 
 
 def expected_seen(name: str, ratio: float, visual) -> np.ndarray:
-    """Visual tokens the LLM should see per sample, from METHODS.md: keep_ratio of the sample's real
+    """Visual tokens the LLM should see per sample, from the spec: keep_ratio of the sample's real
     tokens; MR-Pruner's official total per image (its newlines, one per tile row, count in the base);
     G-Prune per resolution; LLaVA newlines on top."""
     valid, kind, image = np.asarray(visual.valid), np.asarray(visual.kind), np.asarray(visual.image)

@@ -4,7 +4,7 @@ A CLIP tower with 30x30 crops of 5x5 patches (a 6x6 base grid), pinpoints
 scaled like the real ones (336 -> 30), a 2-layer Llama, a word-level
 tokenizer (built with `tokenizers`) that knows `<image>`, and the real HF
 processor (`LlavaNextImageProcessorPil`; `num_additional_image_tokens=1` with
-the "default" strategy, see shared/HF_NOTES.md). Every parameter is made
+the "default" strategy, as transformers requires). Every parameter is made
 non-trivial (biases, norms, image_newline) so a misplaced token shows.
 """
 

@@ -9,7 +9,7 @@ import pytest
 
 from models.config import SUPPORTED_MODEL_TYPES, load_config
 
-# Abridged from the published config.json files (fields as the Hub has them; see MODEL_SHAPES.md).
+# Abridged from the published config.json files (fields as the Hub has them).
 QWEN2_VL_7B_HUB = {
     "architectures": ["Qwen2VLForConditionalGeneration"], "model_type": "qwen2_vl",
     "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,

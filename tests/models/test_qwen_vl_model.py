@@ -1,7 +1,7 @@
 """The whole Qwen2-VL / Qwen2.5-VL / Qwen3-VL (tiny random, float32) against HF, loaded through `models.load`.
 
 Inputs are what the HF processor gives (models/qwen_inputs.py, see
-shared/HF_NOTES.md), from images of several sizes and aspect ratios (square,
+the image processor plus token expansion), from images of several sizes and aspect ratios (square,
 2:1, 1:3, tiny, one above max_pixels that the processor shrinks), several
 images in one sample and a text-only sample in the same batch. Checked:
 logits, batch == each sample alone, the two-stage forward, HF's inputs_embeds

@@ -16,7 +16,7 @@ _SCRIPT = textwrap.dedent(
     from jax.sharding import PartitionSpec as P
     from flax import nnx
     from jax_pruning.engine.batch import PrefillInputs
-    from jax_pruning.parallel import make_mesh, padded_batch_size, parse_mesh, replicate, to_host
+    from jax_pruning.parallel import make_mesh, padded_batch_size, parse_mesh, to_host
     from models.config import load_config
     from models.decoder import TextModel
     from models.sharding import place_batch, shard_params

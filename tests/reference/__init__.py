@@ -1,1 +1,1 @@
-"""NumPy references of the pruning methods, written straight from METHODS.md (no JAX)."""
+"""NumPy references of the pruning methods, written straight from the methods' specs (no JAX)."""

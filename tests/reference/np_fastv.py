@@ -1,4 +1,4 @@
-"""NumPy reference for FastV scores and selection, written from METHODS.md (float64 loops)."""
+"""NumPy reference for FastV scores and selection, written from its spec (the method module's docstring) (float64 loops)."""
 
 import numpy as np
 

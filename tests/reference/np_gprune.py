@@ -1,4 +1,4 @@
-"""NumPy reference of G-Prune, straight from METHODS.md (no JAX, no padding).
+"""NumPy reference of G-Prune, straight from its spec (the method module's docstring) (no JAX, no padding).
 
 Independent of the JAX code's order of operations: A^n is formed with
 np.linalg.matrix_power here (the JAX code uses n vector-matrix products).

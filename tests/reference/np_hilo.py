@@ -1,4 +1,4 @@
-"""NumPy reference of Hi-Lo Prune stage 1 (hierarchical selection), from METHODS.md and the
+"""NumPy reference of Hi-Lo Prune stage 1 (hierarchical selection), from its spec (jax_pruning/methods/hilo.py) and the
 documented reading in jax_pruning.methods.hilo (no JAX, no padding; explicit per-window loops).
 """
 

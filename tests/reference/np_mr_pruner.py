@@ -1,4 +1,4 @@
-"""NumPy reference of MR-Pruner, straight from METHODS.md (no JAX, no padding).
+"""NumPy reference of MR-Pruner, straight from its spec (the method module's docstring) (no JAX, no padding).
 
 "paper": Algorithm 1. "official": the public code's graph/degree/budget rules.
 Ablation switches follow the documented choices of jax_pruning.methods.mr_pruner

@@ -1,6 +1,6 @@
 """NumPy reference of the shared selection/graph primitives (no JAX).
 
-Written from METHODS.md and the ops contracts in plain NumPy/Python, as an
+Written from the method specs (module docstrings) and the ops contracts in plain NumPy/Python, as an
 independent second implementation: sorting by Python keys instead of a
 multi-key XLA sort, explicit loops for the budget apportionment.
 """

@@ -1,4 +1,4 @@
-"""NumPy reference for ToMe (bipartite soft matching), written from METHODS.md.
+"""NumPy reference for ToMe (bipartite soft matching), written from its spec (the method module's docstring).
 
 Plain Python lists over the real tokens, float64, no padding tricks: the
 independent check for jax_pruning.methods.tome.merge.
