@@ -23,50 +23,52 @@ def load(path: str | os.PathLike, dtype: Any = None, *, mesh=None, fsdp: bool = 
       (models/sharding.py: tensor parallel on "model"; fsdp=True also splits over "data") and each
       device reads only its own slice (Orbax restore with target shardings, or safetensors slices).
     """
-    from convert.checkpoint import is_converted_dir, read_manifest, read_params
+    from convert.checkpoint import read_manifest, read_params
     from convert.pipeline import cast_floats, load_hf_params, resolve_dtype
     from models.config import load_config
     from models.params import abstract_model, load_flat_params
 
     path = Path(path)
+    converted = _is_converted(path)
     if mesh is not None:
-        return _load_sharded(path, dtype, mesh, fsdp)
-    if not path.is_dir():
-        raise FileNotFoundError(f"models.load: {path} is not a folder")
-    if is_converted_dir(path):
+        return _load_sharded(path, converted, dtype, mesh, fsdp)
+    if converted:
         config = load_config(path)
         flat = read_params(path)
         np_dtype = resolve_dtype(dtype if dtype is not None else read_manifest(path)["dtype"])
-    elif (path / "config.json").is_file():
+    else:
         np_dtype = resolve_dtype(dtype if dtype is not None else "float32")
         config, flat = load_hf_params(path, np_dtype)
-    else:
-        raise ValueError(
-            f"models.load: {path} is neither a converted folder (conversion.json) nor a Hugging Face "
-            f"checkpoint folder (config.json + *.safetensors)"
-        )
     model = abstract_model(config, np_dtype)
     return load_flat_params(model, cast_floats(flat, np_dtype))
 
 
-def _load_sharded(path: Path, dtype: Any, mesh, fsdp: bool):
+def _is_converted(path: Path) -> bool:
+    """True for a `convert` output, False for an HF folder; errors name what the folder lacks."""
+    from convert.checkpoint import is_converted_dir
+
+    if not path.is_dir():
+        raise FileNotFoundError(f"models.load: {path} is not a folder")
+    if is_converted_dir(path):
+        return True
+    if (path / "config.json").is_file():
+        return False
+    raise ValueError(f"models.load: {path} is neither a converted folder (conversion.json) nor a Hugging Face "
+                     f"checkpoint folder (config.json + *.safetensors)")
+
+
+def _load_sharded(path: Path, converted: bool, dtype: Any, mesh, fsdp: bool):
     import jax
     import numpy as np
     from flax import nnx
     from jax.sharding import NamedSharding, PartitionSpec
 
-    from convert.checkpoint import is_converted_dir, read_manifest, read_params_sharded
+    from convert.checkpoint import read_manifest, read_params_sharded
     from convert.pipeline import load_hf_params_sharded, resolve_dtype
     from models.config import load_config
     from models.params import abstract_model, flat_param_shapes, load_flat_params
     from models.sharding import default_rules, param_shardings
 
-    if not path.is_dir():
-        raise FileNotFoundError(f"models.load: {path} is not a folder")
-    converted = is_converted_dir(path)
-    if not converted and not (path / "config.json").is_file():
-        raise ValueError(f"models.load: {path} is neither a converted folder (conversion.json) nor a Hugging Face "
-                         f"checkpoint folder (config.json + *.safetensors)")
     config = load_config(path)
     saved = read_manifest(path)["dtype"] if converted else "float32"
     np_dtype = resolve_dtype(dtype if dtype is not None else saved)
