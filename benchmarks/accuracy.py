@@ -23,7 +23,7 @@ import numpy as np
 
 import jax_pruning as jp
 from benchmarks.machine import describe
-from jax_pruning.demo import DEMO_MODELS
+from jax_pruning.demo import DEMO_MODELS, layer_options
 
 RESULTS = Path(__file__).resolve().parent / "results" / "amd-epyc-2c" / "accuracy"
 KEEP_RATIOS = (0.5, 0.25, 0.1, 0.05)
@@ -40,9 +40,7 @@ ABLATIONS = {  # at keep 0.1: (label, method, options)
 }
 
 
-def in_llm_options(name: str, n_layers: int) -> dict:
-    layer = min(2, n_layers - 1)
-    return {"hilo": {"removal_layer": layer}, "fastv": {"layer": layer}}.get(name, {})
+in_llm_options = layer_options  # a method inside the LLM acts at layer min(2, depth - 1)
 
 
 def hf_accuracy(folder: Path, dataset, batch_size: int) -> float:

@@ -46,10 +46,12 @@ import numpy as np  # noqa: E402
 import report  # noqa: E402
 import shapes  # noqa: E402
 
-METHODS = ("mr_pruner", "gprune", "hilo", "fastv", "tome", "random")
+import jax_pruning as jp  # noqa: E402
+from jax_pruning.methods import lookup  # noqa: E402
+
+METHODS = jp.METHODS
 KEEPS = (0.5, 0.3, 0.1, 0.05)
 HF_PRUNED_METHOD = "random"
-MULTI_RESOLUTION = ("mr_pruner", "gprune")
 
 
 # ---- measurement helpers (shared with throughput.py) ---------------------------------------------
@@ -89,11 +91,9 @@ def median(rows: list[dict], key: str) -> float:
 
 def method_specs(family: str, methods=METHODS, keeps=KEEPS) -> dict:
     """{label: PrunerSpec or None} of the configurations that apply to a family."""
-    import jax_pruning as jp
-
     specs = {"unpruned": None}
     for method in methods:
-        if method in MULTI_RESOLUTION and family != "llava_next":
+        if lookup(method).multi_resolution and family != "llava_next":
             continue  # they split base image / anyres tiles: LLaVA-NeXT only
         for keep in keeps:
             specs[f"{method}@{keep}"] = jp.pruner(method, keep_ratio=keep)
@@ -107,7 +107,7 @@ def kv_cache_bytes(stats: dict, spec, text_config, dtype_bytes: int = 4) -> floa
     if len(tokens) == 1:
         layers = [n]
     else:
-        split = spec.layer if spec.name == "fastv" else spec.removal_layer
+        split = spec.options[spec.method.layer_option]
         layers = [split, n - split]
     per_token_layer = 2 * text_config.num_key_value_heads * text_config.head_dim * dtype_bytes
     return float(sum(t * l for t, l in zip(tokens, layers)) * per_token_layer)

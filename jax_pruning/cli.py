@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from jax_pruning.registry import METHODS
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_MODEL = ASSETS / "tiny_llava_next"
 
@@ -158,7 +160,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def _method_args(p: argparse.ArgumentParser, default_methods: list[str]) -> None:
     p.add_argument("--method", nargs="+", default=default_methods,
-                   help="pruning methods (none, mr_pruner, hilo, fastv, gprune, tome, random)")
+                   help=f"pruning methods (none, {', '.join(METHODS)})")
     p.add_argument("--keep", nargs="+", type=float, default=[0.25], help="keep ratios")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method option")
 

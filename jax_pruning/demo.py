@@ -25,9 +25,15 @@ def demo_pruners(methods, n_layers: int, keep_ratios=KEEP_RATIOS) -> list:
     """Unpruned + each method at each ratio; in-LLM layers scaled to shallow models (default 2)."""
     import jax_pruning as jp
 
-    layer = min(2, n_layers - 1)
-    options = {"hilo": {"removal_layer": layer}, "fastv": {"layer": layer}}
-    return [None] + [jp.pruner(m, keep_ratio=r, **options.get(m, {})) for m in methods for r in keep_ratios]
+    return [None] + [jp.pruner(m, keep_ratio=r, **layer_options(m, n_layers)) for m in methods for r in keep_ratios]
+
+
+def layer_options(method: str, n_layers: int) -> dict:
+    """A method that acts inside the LLM acts at layer min(2, depth - 1) of a shallow model."""
+    from jax_pruning.methods import lookup
+
+    option = lookup(method).layer_option
+    return {} if option is None else {option: min(2, n_layers - 1)}
 
 
 def run_demo(out_dir: str = "jaxprune-demo", limit: int = 100, batch_size: int = 20) -> int:

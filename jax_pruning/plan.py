@@ -337,7 +337,7 @@ class Tokens:
     seen: int  # tokens the last layers see: text + kept visual (+ newlines)
     candidates: int  # Hi-Lo's C (layers < L only)
     keep: int  # visual tokens the selection keeps (newlines excluded)
-    mode: str  # "pre" | "fastv" | "hilo"
+    stage: str  # the stage the prefill runs (jax_pruning.methods.declaration)
     split: int
     length0: int
     length1: int
@@ -349,16 +349,16 @@ class Tokens:
 def plan_tokens(config, visual_tokens: int, prompt_tokens: int, new_tokens: int, pruner=None) -> Tokens:
     """The engine's own arithmetic on a synthetic batch of identical samples."""
     from jax_pruning.engine.buckets import bucket
-    from jax_pruning.engine.budgets import MULTI_RESOLUTION, compute_budgets, multi_resolution_error, sequence_slots
-    from jax_pruning.engine.generate import _mode
+    from jax_pruning.engine.budgets import compute_budgets, sequence_slots
+    from jax_pruning.engine.generate import check_family, stage_of
     from jax_pruning.engine.prefill import segment_layout
+    from jax_pruning.methods.declaration import BIAS_THEN_REMOVE
 
     if prompt_tokens < 1:
         raise ValueError(f"prompt tokens must be >= 1, got {prompt_tokens}")
     if new_tokens < 1:
         raise ValueError(f"new tokens must be >= 1, got {new_tokens}")
-    if pruner is not None and pruner.name in MULTI_RESOLUTION and config.model_type != "llava_next":
-        raise multi_resolution_error(pruner.name)
+    check_family(pruner, config)
     if config.model_type == "llava_next":
         tokens, crops = _llava_tokens(config, visual_tokens)
     else:
@@ -367,16 +367,16 @@ def plan_tokens(config, visual_tokens: int, prompt_tokens: int, new_tokens: int,
     n_visual = int(tokens.valid.sum())
     budgets = compute_budgets(pruner, tokens)
     n_layers = config.text.num_hidden_layers
-    mode, split = _mode(pruner, n_layers)
+    stage, split = stage_of(pruner, n_layers)
     full = prompt_tokens + n_visual
     length = bucket(full, 16)
     seen = prompt_tokens + int(budgets.seen[0])
-    entering = seen + (int(budgets.candidates[0]) if mode == "hilo" else 0)
-    length0, length1 = sequence_slots(mode, length, np.array([full]), np.array([seen]), np.array([entering]))
+    entering = seen + (int(budgets.candidates[0]) if stage == BIAS_THEN_REMOVE else 0)
+    length0, length1 = sequence_slots(stage, length, np.array([full]), np.array([seen]), np.array([entering]))
     segments = tuple((start, stop, base + new_tokens)
-                     for start, stop, base in segment_layout(mode, split, n_layers, length0, length1))
+                     for start, stop, base in segment_layout(stage, split, n_layers, length0, length1))
     return Tokens(text=prompt_tokens, visual=n_visual, visual_capacity=bucket(n_visual, 16), length=length,
-                  seen=seen, candidates=int(budgets.candidates[0]), keep=int(budgets.keep[0]), mode=mode,
+                  seen=seen, candidates=int(budgets.candidates[0]), keep=int(budgets.keep[0]), stage=stage,
                   split=split, length0=length0, length1=length1, segments=segments, new_tokens=new_tokens,
                   crops=crops)
 

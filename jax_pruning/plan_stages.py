@@ -7,6 +7,8 @@ import dataclasses
 import functools
 from typing import TYPE_CHECKING
 
+from jax_pruning.methods.declaration import AT_LLM_LAYER, BEFORE_LLM, BIAS_THEN_REMOVE
+
 if TYPE_CHECKING:
     from jax_pruning.plan import Tokens
 
@@ -105,13 +107,14 @@ def _prefill(config, loc: _Local, tok: Tokens, b: int, item: int, attention: str
     }
     if deepstack:
         inputs["deepstack additions"] = deepstack * b * t * d * item
-    bias = tok.mode == "hilo" and pruner is not None and float(pruner.bias) != 0.0
-    first = _llm_segment(c, loc, b, tok.length0, item, attention, bias=bias, causal=tok.mode != "hilo")
+    hilo = tok.stage == BIAS_THEN_REMOVE
+    bias = hilo and pruner is not None and float(pruner.bias) != 0.0
+    first = _llm_segment(c, loc, b, tok.length0, item, attention, bias=bias, causal=not hilo)
     segments = [first]
     transient = {}
-    if tok.mode != "pre":
+    if tok.stage != BEFORE_LLM:
         segments.append(_llm_segment(c, loc, b, tok.length1, item, attention))
-    if tok.mode == "hilo":  # layers < L wrote text + R + C; compacted into new caches at L
+    if hilo:  # layers < L wrote text + R + C; compacted into new caches at L
         per_layer = 2 * b * (tok.length0 + tok.new_tokens) * loc.kv_heads * c.head_dim * item
         transient["Hi-Lo caches before compaction"] = tok.split * per_layer
     peak = max(segments, key=lambda s: sum(s.values()))
@@ -188,15 +191,15 @@ def _selection_temp(spec, tok_key: tuple, hidden: int, dtype_name: str, samples:
     import jax
     import jax.numpy as jnp
 
-    from jax_pruning.engine.select import _select_masks, _tome_group, selection_key
+    from jax_pruning.engine.select import _merge_group, _select_masks, selection_key
 
     nv, keep = tok_key
     S = jax.ShapeDtypeStruct
     x = S((samples, nv, hidden), getattr(jnp, dtype_name))
     cpu = jax.devices("cpu")[0]
     with jax.default_device(cpu):
-        if spec.name == "tome":
-            lowered = _tome_group.lower(x, S((samples, nv), bool), k=keep)
+        if spec.method.merge is not None:
+            lowered = _merge_group.lower(spec.method.merge, x, S((samples, nv), bool), k=keep)
         else:
             maps = (S((samples, nv), bool), S((samples, nv), jnp.int8), S((samples, nv), jnp.int32),
                     S((samples, nv), jnp.int32))
@@ -205,11 +208,8 @@ def _selection_temp(spec, tok_key: tuple, hidden: int, dtype_name: str, samples:
     return int(analysis.temp_size_in_bytes)
 
 
-SELECTING = ("mr_pruner", "gprune", "hilo", "tome", "random")
-
-
 def _select(config, tok: Tokens, b: int, item: int, dtype_name: str, pruner) -> dict:
-    if pruner is None or pruner.name not in SELECTING:
+    if pruner is None or tok.stage == AT_LLM_LAYER:  # no selection before the LLM
         return {}
     d = config.text.hidden_size
     key = (tok.visual_capacity, max(tok.keep, 1))

@@ -25,7 +25,9 @@ CONTRACT_DEFAULTS = {
 
 
 def test_methods_are_the_public_names():
-    assert jp.METHODS == ("mr_pruner", "hilo", "fastv", "gprune", "tome", "random")
+    """Every method module's declaration is registered, in alphabetical order."""
+    assert set(CONTRACT_DEFAULTS) <= set(jp.METHODS)
+    assert list(jp.METHODS) == sorted(jp.METHODS)
 
 
 @pytest.mark.parametrize("name", list(CONTRACT_DEFAULTS))
@@ -75,7 +77,7 @@ def test_spec_is_read_only_and_readable():
 
 
 def test_unknown_method_lists_valid_names():
-    with pytest.raises(ValueError, match="valid methods: mr_pruner, hilo, fastv, gprune, tome, random"):
+    with pytest.raises(ValueError, match="valid methods: " + ", ".join(sorted(jp.METHODS))):
         jp.pruner("mrpruner", keep_ratio=0.1)
     with pytest.raises(ValueError, match="unknown pruning method"):
         jp.pruner(None, keep_ratio=0.1)

@@ -24,10 +24,10 @@ class PrefillInputs:
     visual_index: jax.Array  # int32 [B, Nv]: sequence position of each visual slot
     visual_valid: jax.Array  # bool [B, Nv]
     visual_image: jax.Array  # int32 [B, Nv]: image of each slot within its sample
-    keep_visual: jax.Array  # bool [B, Nv]: slots entering the LLM (R for Hi-Lo; all valid for fastv / none)
+    keep_visual: jax.Array  # bool [B, Nv]: slots entering the LLM (R for Hi-Lo; all valid at-layer / unpruned)
     cand_visual: jax.Array  # bool [B, Nv]: Hi-Lo candidates C
-    fixed_visual: jax.Array  # bool [B, Nv]: slots FastV keeps without scoring (LLaVA-NeXT newlines)
-    fastv_keep: jax.Array  # int32 [B]: FastV's per-sample k (fixed slots not counted)
+    fixed_visual: jax.Array  # bool [B, Nv]: slots an at-layer method keeps without scoring (LLaVA-NeXT newlines)
+    llm_keep: jax.Array  # int32 [B]: an at-layer method's per-sample k (fixed slots not counted)
 
     BATCH_AXIS = {"positions": -2, "additions": 1}
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from jax_pruning.engine.flops_vision import vision_flops  # noqa: F401  (re-exported: flops.vision_flops)
+from jax_pruning.methods.declaration import AT_LLM_LAYER, BEFORE_LLM, BIAS_THEN_REMOVE
 
 
 def llm_layer_flops(text, n: np.ndarray | int, keys: np.ndarray | int | None = None):
@@ -30,39 +31,22 @@ def head_flops(text, batch: int = 1):
     return 2 * batch * text.hidden_size * text.vocab_size
 
 
-def fastv_score_flops(text, tokens):
-    """FastV at layer K: the layer's keys for all `tokens` (recomputed beside the layer's own
-    attention), the last prompt token's query, and its one score row q_last . K^T."""
-    q_width, kv_width = text.num_attention_heads * text.head_dim, text.num_key_value_heads * text.head_dim
-    return 2.0 * np.multiply(tokens, text.hidden_size * kv_width) + 2.0 * text.hidden_size * q_width \
-        + 2.0 * np.multiply(tokens, q_width)
-
-
 def prune_flops(spec, n: np.ndarray, width: int, text, tokens=None) -> np.ndarray:
-    """The pruning op's own FLOPs per sample (graph products, matching, FastV's score row).
-    n: visual tokens; tokens: all prompt tokens (FastV scores over every key)."""
-    if spec is None or spec.name == "random":
-        return np.zeros_like(n, dtype=float)
-    graph = 2.0 * n * n * width
-    if spec.name == "mr_pruner":
-        return 3 * graph  # low graph, high graph, cross graph (upper bound)
-    if spec.name == "gprune":
-        return 2 * graph + 2.0 * spec.steps * n * n
-    if spec.name == "hilo":
-        return 2 * graph  # windowed graph + max-similarity to R (upper bounds)
-    if spec.name == "tome":
-        return graph  # halving steps: n^2/4 + n^2/16 + ... < n^2 / 3 matchings of width d
-    return fastv_score_flops(text, n if tokens is None else tokens)
+    """The pruning op's own FLOPs per sample, as the method declares them (graph products, matching,
+    an attention score row). n: visual tokens; tokens: all prompt tokens (default n)."""
+    if spec is None:
+        return np.zeros_like(np.asarray(n), dtype=float)
+    return np.asarray(spec.method.flops(spec, n, width, text, n if tokens is None else tokens), float)
 
 
-def prefill_flops(config, tokens, budgets, text_tokens: np.ndarray, mode: str, split: int, spec=None,
+def prefill_flops(config, tokens, budgets, text_tokens: np.ndarray, stage: str, split: int, spec=None,
                   inputs: dict | None = None) -> dict:
     """FLOPs of one generate call's prefill, per sample and in total (dict for `out.stats`).
     inputs: the processor outputs (image sizes / grids give exact vision-tower counts)."""
     t = config.text
     seen = text_tokens + budgets.seen
-    first = seen + (budgets.candidates if mode == "hilo" else 0)
-    if mode == "fastv":
+    first = seen + (budgets.candidates if stage == BIAS_THEN_REMOVE else 0)
+    if stage == AT_LLM_LAYER:
         first = text_tokens + budgets.real + budgets.newlines
     n_layers = t.num_hidden_layers
     llm = split * llm_layer_flops(t, first) + (n_layers - split) * llm_layer_flops(t, seen) + head_flops(t)
@@ -81,10 +65,12 @@ def prefill_flops(config, tokens, budgets, text_tokens: np.ndarray, mode: str, s
     }
 
 
-def static_llm_flops(text, batch: int, length0: int, length1: int, split: int, mode: str = "pre") -> float:
-    """FLOPs of the compiled LLM prefill at its padded shapes (what XLA's cost analysis counts)."""
+def static_llm_flops(text, batch: int, length0: int, length1: int, split: int, stage: str = BEFORE_LLM,
+                     spec=None) -> float:
+    """FLOPs of the compiled LLM prefill at its padded shapes (what XLA's cost analysis counts);
+    an AT_LLM_LAYER method's own op runs inside it, over length0 tokens."""
     n_layers = text.num_hidden_layers
     per_sample = split * llm_layer_flops(text, length0) + (n_layers - split) * llm_layer_flops(text, length1)
-    if mode == "fastv":
-        per_sample += fastv_score_flops(text, length0)
+    if stage == AT_LLM_LAYER:
+        per_sample += prune_flops(spec, length0, text.hidden_size, text, tokens=length0)
     return float(batch * per_sample + head_flops(text, batch))

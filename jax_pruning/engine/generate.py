@@ -7,16 +7,17 @@
 
 pruner=None is the unpruned model: the same tokens as HF `generate` (greedy).
 
-What each method does here (budgets.py: counts; select.py: which tokens; prefill.py: where):
-  mr_pruner, gprune  LLaVA-NeXT only (ValueError elsewhere): base (kind 0) vs tiles (kind 1),
-                     before the LLM; newlines always kept, not counted in k.
-  tome, random       before the LLM, any family (ToMe rewrites survivors with merged means).
-  hilo               stage 1 before the LLM -> R, C; layers < L see text + R + C under its mask
-                     (+ bias), C leaves the hidden states and every cache at L. candidates=False
-                     (or candidate_ratio 0, or L = 0) is plain pre-LLM pruning.
-  fastv              full prompt in layers < K, top-k by the last prompt token's attention at K.
-With several images in a sample, a method runs over the sample's tokens together (budgets add up
-per image for MR-Pruner; Hi-Lo's windows and its R -> C merge never cross images).
+Each method declares where it acts (`jax_pruning.methods.declaration`); this module reads that
+declaration and never a method's name (budgets.py: counts; select.py: which tokens; prefill.py: where):
+  BEFORE_LLM        a selection (or a merge, ToMe) over the features the LLM would see; the LLM
+                    runs on text + kept tokens. Multi-resolution methods (MR-Pruner, G-Prune) need
+                    LLaVA-NeXT's base image + anyres tiles (ValueError elsewhere).
+  AT_LLM_LAYER      full prompt in layers < K, the method's selection at K (FastV).
+  BIAS_THEN_REMOVE  Hi-Lo: R, C before the LLM; layers < L see text + R + C under its mask (+ bias),
+                    C leaves the hidden states and every cache at L (without C: BEFORE_LLM).
+LLaVA-NeXT's newline tokens are always kept, never scored, never counted in k. With several images
+in a sample, a method runs over the sample's tokens together (budgets add up per image for
+MR-Pruner; Hi-Lo's windows and its R -> C merge never cross images).
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ import numpy as np
 
 from jax_pruning.engine import flops as flops_model
 from jax_pruning.engine.batch import PrefillInputs
-from jax_pruning.engine.budgets import MULTI_RESOLUTION, compute_budgets, multi_resolution_error, sequence_slots
+from jax_pruning.engine.budgets import compute_budgets, sequence_slots
 from jax_pruning.engine.decode import decode
 from jax_pruning.engine.prefill import prefill, segment_layout
 from jax_pruning.engine.traces import compile_count
-from jax_pruning.engine.select import global_rows, select_masks, tome_merge
-from jax_pruning.engine.staging import stage
+from jax_pruning.engine.select import global_rows, merge_tokens, select_masks
+from jax_pruning.methods.declaration import AT_LLM_LAYER, BEFORE_LLM, BIAS_THEN_REMOVE, multi_resolution_error
+from jax_pruning.engine import staging
 from jax_pruning.parallel import padded_batch_size, to_host
 from jax_pruning.registry import PrunerSpec
 from models.multimodal import place_visual
@@ -57,37 +59,32 @@ class GenerateOutput:
     visual_labels: np.ndarray | None = None  # int8 [B, Nv]: KEPT / DROPPED / CANDIDATE per visual slot
 
 
-def _mode(spec: PrunerSpec | None, n_layers: int) -> tuple[str, int]:
-    """(prefill mode, split layer) of a pruner."""
+def stage_of(spec: PrunerSpec | None, n_layers: int) -> tuple[str, int]:
+    """(stage the prefill runs, its split layer) of a pruner on an n_layers LLM (ValueError for a
+    layer the model does not have)."""
     if spec is None:
-        return "pre", 0
-    if spec.name == "fastv":
-        if spec.layer >= n_layers:
-            raise ValueError(f"fastv: layer={spec.layer} but the LLM has {n_layers} layers (valid: 0..{n_layers - 1})")
-        return "fastv", spec.layer
-    if spec.name == "hilo":
-        if spec.removal_layer >= n_layers:
-            raise ValueError(
-                f"hilo: removal_layer={spec.removal_layer} but the LLM has {n_layers} layers "
-                f"(valid: 0..{n_layers - 1})"
-            )
-        with_candidates = spec.candidates and spec.candidate_ratio > 0 and spec.removal_layer > 0
-        return ("hilo", spec.removal_layer) if with_candidates else ("pre", 0)
-    return "pre", 0
+        return BEFORE_LLM, 0
+    return spec.method.stage_for(spec, n_layers)
 
 
-def _select(spec, prepared, budgets):
-    """Pre-LLM selection -> (embeds, keep [B, Nv], candidates [B, Nv]), split over "data" under a mesh."""
+def check_family(spec: PrunerSpec | None, config) -> None:
+    """Refuse a method this model family cannot run, whatever the batch holds."""
+    if spec is not None and spec.method.multi_resolution and config.model_type != "llava_next":
+        raise multi_resolution_error(spec.name)
+
+
+def _select(spec, stage: str, prepared, budgets):
+    """Before-LLM selection -> (embeds, keep [B, Nv], candidates [B, Nv]), split over "data" under a mesh."""
     vt = prepared.visual
     embeds = prepared.inputs_embeds
     valid = np.asarray(vt.valid)
     none = place_batch(np.zeros(valid.shape, bool))
-    if spec is None or spec.name == "fastv":
+    if spec is None or stage == AT_LLM_LAYER:
         return embeds, place_batch(valid), none
     index = place_batch(vt.index)
     features = jnp.take_along_axis(embeds, index[..., None], axis=1)  # [B, Nv, D]
-    if spec.name == "tome":
-        keep, merged = tome_merge(features, valid, np.asarray(vt.kind), budgets.keep)
+    if spec.method.merge is not None:
+        keep, merged = merge_tokens(spec, features, valid, np.asarray(vt.kind), budgets.keep)
         return place_visual(embeds, merged, jax.tree.map(place_batch, vt)), keep, none
     rows = global_rows(np.asarray(vt.row), np.asarray(vt.image), valid)
     keep, cand = select_masks(spec, features, *map(place_batch, (valid, vt.kind, rows, vt.col, budgets.keep,
@@ -205,21 +202,20 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
         raise ValueError(f"generate: inputs must be a dict of processor outputs, got {type(inputs).__name__}")
     _check_rows(inputs)
     config = model.config
-    if pruner is not None and pruner.name in MULTI_RESOLUTION and config.model_type != "llava_next":
-        raise multi_resolution_error(pruner.name)  # whatever this batch holds
+    check_family(pruner, config)
     n_layers = config.text.num_hidden_layers
     eos = tuple(int(e) for e in np.atleast_1d(eos_token_id)) if eos_token_id is not None else config.eos_token_id
     pad = int(pad_token_id if pad_token_id is not None else (config.pad_token_id or 0))
-    mode, split = _mode(pruner, n_layers)
+    stage, split = stage_of(pruner, n_layers)
     if mesh is None:
-        return _generate(model, inputs, pruner, int(max_new_tokens), eos, pad, mode, split)
+        return _generate(model, inputs, pruner, int(max_new_tokens), eos, pad, stage, split)
     with jax.set_mesh(mesh):
         if not params_on_mesh(model, mesh):
             shard_params(model, mesh)
-        return _generate(model, inputs, pruner, int(max_new_tokens), eos, pad, mode, split)
+        return _generate(model, inputs, pruner, int(max_new_tokens), eos, pad, stage, split)
 
 
-def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, mode: str, split: int) -> GenerateOutput:
+def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, stage: str, split: int) -> GenerateOutput:
     config = model.config
     lm = model.language_model
     n_layers = config.text.num_hidden_layers
@@ -228,7 +224,7 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, mode: s
     inputs = _pad_rows(inputs, rows, pad)
 
     start = time.perf_counter()
-    prepared = stage(model, inputs, pad)
+    prepared = staging.stage(model, inputs, pad)
     jax.block_until_ready(prepared.inputs_embeds)
     prepare_seconds = time.perf_counter() - start
     vt = prepared.visual
@@ -237,7 +233,7 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, mode: s
     budgets = compute_budgets(pruner, vt)
 
     start = time.perf_counter()
-    embeds, keep, cand = _select(pruner, prepared, budgets)
+    embeds, keep, cand = _select(pruner, stage, prepared, budgets)
     jax.block_until_ready((embeds, keep, cand))
     prune_seconds = time.perf_counter() - start
 
@@ -245,21 +241,23 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, mode: s
     length = mask.shape[1]
     text = mask.sum(axis=1) - np.asarray(vt.valid).sum(axis=1)
     seen = text + budgets.seen
-    entering = seen + (budgets.candidates if mode == "hilo" else 0)
-    length0, length1 = sequence_slots(mode, length, mask.sum(axis=1), seen, entering)
+    entering = seen + (budgets.candidates if stage == BIAS_THEN_REMOVE else 0)
+    length0, length1 = sequence_slots(stage, length, mask.sum(axis=1), seen, entering)
 
     batch = PrefillInputs(
         embeds=embeds, positions=prepared.position_ids, mask=prepared.attention_mask,
         additions=prepared.layer_additions, visual_index=vt.index, visual_valid=vt.valid, visual_image=vt.image,
         keep_visual=keep, cand_visual=cand, fixed_visual=np.asarray(vt.valid) & (np.asarray(vt.kind) == KIND_NEWLINE),
-        fastv_keep=budgets.keep,
+        llm_keep=budgets.keep,
     ).placed()
     next_position = place_batch(prepared.next_position)
     start = time.perf_counter()
+    hilo = stage == BIAS_THEN_REMOVE
     logits, segments, visual_seen, kept_tokens = prefill(
-        lm, batch, mode=mode, split=split, length0=length0, length1=length1,
-        max_new=max_new_tokens, bias_value=float(pruner.bias) if mode == "hilo" else 0.0,
-        merge=bool(pruner.merge) if mode == "hilo" else True,
+        lm, batch, stage=stage, split=split, length0=length0, length1=length1,
+        max_new=max_new_tokens, bias_value=float(pruner.bias) if hilo else 0.0,
+        merge=bool(pruner.merge) if hilo else True,
+        chooser=pruner.replace(keep_ratio=1.0) if stage == AT_LLM_LAYER else None,
     )
     jax.block_until_ready(logits)
     prefill_seconds = time.perf_counter() - start
@@ -267,7 +265,7 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, mode: s
     kv_cache_tokens = [to_host(seg.key_valid.sum(axis=1))[:real_batch] for seg in segments]
 
     start = time.perf_counter()
-    layout = tuple(segment_layout(mode, split, n_layers, length0, length1))
+    layout = tuple(segment_layout(stage, split, n_layers, length0, length1))
     finished = place_batch(np.arange(len(mask)) >= real_batch)  # rows that only even the batch out
     tokens, _, steps = decode(lm, logits, segments, next_position, finished, layout=layout,
                               max_new=max_new_tokens, eos_ids=eos, pad_id=pad)
@@ -295,6 +293,6 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, mode: s
         "sequence_slots": (length0, length1),
         "compiles": compile_count(),
         "kv_cache_tokens": kv_cache_tokens,
-        **flops_model.prefill_flops(config, vt, budgets, text, mode, split, pruner, inputs),
+        **flops_model.prefill_flops(config, vt, budgets, text, stage, split, pruner, inputs),
     }
     return GenerateOutput(tokens=tokens, visual_tokens=visual_seen, stats=stats, visual=vt, visual_labels=labels)

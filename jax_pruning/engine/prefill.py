@@ -1,16 +1,18 @@
 """Pruned prefill: the LLM runs over only what the method keeps, and fills a KV cache with it.
 
 A prefill has up to two segments of layers, each on its own compacted sequence
-(kept tokens first, in original order, with their original position ids):
+(kept tokens first, in original order, with their original position ids). The
+stage is the method's declared one (jax_pruning.methods.declaration):
 
-  mode "pre"   (pre-LLM pruning, or none): one segment, all layers, on text + kept visual.
-  mode "fastv" layers [0, L) on the full sequence; at layer L the last prompt
-               token's attention over the visual keys (one query row) picks the
-               top-k visual tokens; layers [L, N) run on text + those.
-  mode "hilo"  layers [0, L) on text + R + C under Hi-Lo's mask (text never sees
-               C; R sees the C of its image in both directions, + bias); at L the
-               candidates C leave the hidden states and, since no text query ever
-               attended them, every layer's cache too.
+  BEFORE_LLM        (or no pruning): one segment, all layers, on text + kept visual.
+  AT_LLM_LAYER      layers [0, L) on the full sequence; at layer L the method's
+                    `llm_select` reads what it needs through a `LayerView` (FastV:
+                    the last prompt token's attention row, one query row) and picks
+                    k visual tokens; layers [L, N) run on text + those.
+  BIAS_THEN_REMOVE  layers [0, L) on text + R + C under Hi-Lo's mask (text never sees
+                    C; R sees the C of its image in both directions, + bias); at L the
+                    candidates C leave the hidden states and, since no text query ever
+                    attended them, every layer's cache too.
 
 Only the last prompt position's logits are computed. Decoding (decode.py) then
 continues over `Segment`s: a layer range, its caches, which slots hold keys,
@@ -19,7 +21,8 @@ and the slot where generated token s goes (base + s; see `segment_layout`).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import dataclasses
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +30,7 @@ from flax import nnx
 
 from jax_pruning.engine.batch import PrefillInputs
 from jax_pruning.engine.traces import TRACES
-from jax_pruning.methods import fastv
+from jax_pruning.methods.declaration import AT_LLM_LAYER, BEFORE_LLM, BIAS_THEN_REMOVE
 from models.decoder import KVCache, TextModel, causal_mask, last_query_and_keys, run_layers
 from models.rope import rope_tables
 from models.sharding import constrain, constrain_batch, kv_cache_spec
@@ -42,12 +45,45 @@ class Segment(NamedTuple):
     key_valid: jax.Array  # bool [B, S]: slots holding real keys
 
 
-def segment_layout(mode: str, split: int, n_layers: int, length0: int, length1: int):
+def segment_layout(stage: str, split: int, n_layers: int, length0: int, length1: int):
     """[(start, stop, base slot)] of the segments `prefill` returns, in order."""
-    if mode == "pre":
+    if stage == BEFORE_LLM:
         return [(0, n_layers, length0)]
-    base0 = length0 if mode == "fastv" else length1
+    base0 = length0 if stage == AT_LLM_LAYER else length1
     return [(0, split, base0), (split, n_layers, length1)]
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerView:
+    """What an AT_LLM_LAYER method may read at its layer K (inside the jitted prefill; each piece is
+    computed only when the method asks for it, so no method pays for another's needs).
+
+    hidden [B, T, D]: the hidden states entering layer K; valid [B, T]: real tokens; visual [B, T]:
+    the visual tokens the method may choose among; fixed [B, T]: visual tokens kept without scoring
+    (LLaVA-NeXT newlines), not in `visual`.
+    """
+
+    model: Any
+    layer: int
+    hidden: jax.Array
+    rope: Any
+    valid: jax.Array
+    visual: jax.Array
+    fixed: jax.Array
+    caches: list
+
+    def last_query_and_keys(self):
+        """Layer K's query of the last prompt token [B, H, hd] and its keys [B, T, Hkv, hd] (after RoPE)."""
+        last = jnp.sum(self.valid, axis=1) - 1
+        return last_query_and_keys(self.model.layers[self.layer], self.hidden, self.rope, last)
+
+    def final_norm(self):
+        """The hidden states entering layer K through the LLM's final norm [B, T, D]."""
+        return self.model.norm(self.hidden)
+
+    def cached_keys(self, layer: int):
+        """The keys layer `layer` < K wrote, [B, T, Hkv, hd] (after RoPE)."""
+        return self.caches[layer].k[:, : self.hidden.shape[1]]
 
 
 def compact(keep, length: int):
@@ -117,13 +153,14 @@ def prefill_impl(
     model: TextModel,
     inputs: PrefillInputs,
     *,
-    mode: str,
+    stage: str,
     split: int,
     length0: int,
     length1: int,
     max_new: int,
     bias_value: float = 0.0,
     merge: bool = True,
+    chooser=None,
 ):
     """-> (last-position logits float32 [B, V], [Segment, ...], visual tokens in the last segment [B],
     bool [B, T]: which original tokens the last layers saw).
@@ -131,6 +168,7 @@ def prefill_impl(
     `prefill` is this function under `nnx.jit` (everything after `*` static). Under a mesh the inputs
     are split over "data" (their declared axes) and the caches come out batch on "data", KV heads on
     "model" (models.sharding.kv_cache_spec); the weights stay where `models.load(mesh=)` put them.
+    chooser: the AT_LLM_LAYER method's spec (keep_ratio normalised away: the budgets are `inputs.llm_keep`).
     """
     TRACES["prefill"] += 1
     inputs = inputs.constrained()
@@ -154,7 +192,7 @@ def prefill_impl(
                                    for a in (is_visual, is_cand, is_fixed, image))
     rope0 = rope_tables(model.text_config, pos0)
     slots0 = jnp.broadcast_to(jnp.arange(length0), (batch, length0))
-    if mode == "hilo":
+    if stage == BIAS_THEN_REMOVE:
         attn_mask, bias = _hilo_mask(valid0, vis0, cand0, image0, bias_value, merge)
     else:
         attn_mask, bias = causal_mask(slots0, valid0), None
@@ -162,14 +200,14 @@ def prefill_impl(
     segments = []
     caches0 = _empty_caches(model, batch, length0 + max_new, split, embeds.dtype)
     x, caches0 = run_layers(model, x, rope0, attn_mask, start=0, stop=split, caches=caches0, write_index=0,
-                            additions=add0, bias=bias, causal=mode != "hilo")  # Hi-Lo's R sees later C
-    if mode == "pre":
+                            additions=add0, bias=bias,
+                            causal=stage != BIAS_THEN_REMOVE)  # Hi-Lo's R sees later C
+    if stage == BEFORE_LLM:
         index1, valid1 = slots0, valid0
-    elif mode == "fastv":
-        last = jnp.sum(valid0, axis=1) - 1
-        q, k = last_query_and_keys(model.layers[split], x, rope0, last)
-        scores = jax.vmap(fastv.scores)(q, k, valid0)
-        chosen = jax.vmap(fastv.select)(scores, vis0 & ~fixed0, inputs.fastv_keep) | fixed0
+    elif stage == AT_LLM_LAYER:
+        view = LayerView(model, split, x, rope0, valid0, vis0 & ~fixed0, fixed0, caches0)
+        chosen = chooser.method.llm_select(chooser.options, view, inputs.llm_keep)
+        chosen = (chosen & view.visual) | fixed0
         index1, valid1 = compact(valid0 & (~vis0 | chosen), length1)
         segments.append(Segment(caches0, _room(valid0, max_new)))
     else:  # hilo: candidates leave the hidden states and every cache
@@ -177,7 +215,7 @@ def prefill_impl(
         pad = lambda c: jnp.pad(_take(c, index1, 1), ((0, 0), (0, max_new), (0, 0), (0, 0)))
         caches0 = [KVCache(pad(c.k), pad(c.v)) for c in caches0]
         segments.append(Segment(caches0, _room(valid1, max_new)))
-    if mode != "pre":
+    if stage != BEFORE_LLM:
         x = _take(x, index1, 1)
         rope1 = tuple(_take(r, index1, 1) for r in rope0)
         add1 = _additions(add0, index1)
@@ -198,5 +236,5 @@ def prefill_impl(
             constrain_batch(kept))
 
 
-PREFILL_STATIC = ("mode", "split", "length0", "length1", "max_new", "bias_value", "merge")
+PREFILL_STATIC = ("stage", "split", "length0", "length1", "max_new", "bias_value", "merge", "chooser")
 prefill = nnx.jit(prefill_impl, static_argnames=PREFILL_STATIC)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float
 
+from jax_pruning.methods import declaration
 from jax_pruning.ops import checks
 from jax_pruning.ops.selection import topk_mask
 
@@ -79,3 +81,28 @@ def select(scores: Float[Array, "T"], visual: Bool[Array, "T"], k) -> Bool[Array
     checks.check_count(k, "k", where, upper=scores.shape[0])
     checks.check_finite(scores, "scores", where)
     return topk_mask(scores, k, visual)
+
+
+def score_flops(text, tokens):
+    """FLOPs of the score row at layer K: the layer's keys for all `tokens` (recomputed beside the
+    layer's own attention), the last prompt token's query, and q_last . K^T."""
+    q_width, kv_width = text.num_attention_heads * text.head_dim, text.num_key_value_heads * text.head_dim
+    return 2.0 * np.multiply(tokens, text.hidden_size * kv_width) + 2.0 * text.hidden_size * q_width \
+        + 2.0 * np.multiply(tokens, q_width)
+
+
+def _llm_select(options, view, keep):
+    """At layer K: the last prompt token's attention row over the visual keys -> top-k per sample."""
+    q_last, keys = view.last_query_and_keys()  # [B, H, hd], [B, T, Hkv, hd]
+    row = jax.vmap(scores)(q_last, keys, view.valid)
+    return jax.vmap(select)(row, view.visual, keep)
+
+
+METHOD = declaration.Method(
+    name="fastv",
+    stage=declaration.AT_LLM_LAYER,
+    options={"layer": (2, declaration.LAYER)},
+    layer_option="layer",
+    llm_select=_llm_select,
+    flops=lambda spec, n, width, text, tokens: score_flops(text, tokens),
+)

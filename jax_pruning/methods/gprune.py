@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
+from jax_pruning.methods import declaration
 from jax_pruning.ops import (
     check_array,
     check_count,
@@ -130,4 +131,38 @@ def select_multires(
     return keeps[0], keeps[1]
 
 
-__all__ = ["multires_budget", "scores", "select", "select_multires"]
+
+def _budget(spec, counts):
+    pairs = [multires_budget(spec.keep_ratio, int(nb), int(nt)) for nb, nt in zip(counts.base, counts.tile)]
+    low = np.array([lo for lo, _ in pairs], np.int64).reshape(counts.base.shape)
+    high = np.array([hi for _, hi in pairs], np.int64).reshape(counts.base.shape)
+    return declaration.Budget(low + high, low, high)
+
+
+def _select_sample(options, s):
+    low, high = select_multires(
+        s.x, s.x, s.keep_low, s.keep_high, low_valid=s.valid & s.low, high_valid=s.valid & s.high,
+        threshold=options["threshold"], temperature=options["temperature"], steps=options["steps"],
+    )
+    return low | high, jnp.zeros_like(s.valid)
+
+
+def _flops(spec, n, width, text, tokens):
+    return 2 * declaration.graph_flops(n, width) + 2.0 * spec.steps * np.square(np.asarray(n, float))
+
+
+METHOD = declaration.Method(
+    name="gprune",
+    stage=declaration.BEFORE_LLM,
+    options={
+        "threshold": (0.5, declaration.COSINE),
+        "temperature": (0.03, declaration.POSITIVE),
+        "steps": (5, declaration.integer("an integer >= 1", 1)),
+    },
+    select=_select_sample,
+    budget=_budget,
+    flops=_flops,
+    multi_resolution=True,
+)
+
+__all__ = ["METHOD", "multires_budget", "scores", "select", "select_multires"]

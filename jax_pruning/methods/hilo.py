@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from jax_pruning.methods import declaration
 from jax_pruning.ops import (
     apportion,
     check_array,
@@ -203,4 +204,48 @@ def select(
     return selection.retained, selection.candidates, selection.dropped
 
 
-__all__ = ["Selection", "budgets", "select", "select_details"]
+
+def _budget(spec, counts):
+    ratio = spec.candidate_ratio if spec.candidates else 0.0
+    pairs = [budgets(spec.keep_ratio, ratio, int(n)) for n in counts.real]
+    keep = np.array([k for k, _ in pairs], np.int64).reshape(counts.real.shape)
+    cand = np.array([m for _, m in pairs], np.int64).reshape(counts.real.shape)
+    return declaration.Budget(keep, candidates=cand)
+
+
+def _select_sample(options, s):
+    retained, cands, _ = select(
+        s.x, s.row, s.col, s.keep, s.candidates, valid=s.valid, window=options["window"],
+        threshold=options["threshold"], coarse=options["coarse"], candidates=options["candidates"],
+    )
+    return retained, cands
+
+
+def _effective(spec, n_layers: int) -> str:
+    """Without candidates (switched off, ratio 0, or L = 0) Hi-Lo is plain before-LLM pruning."""
+    with_candidates = spec.candidates and spec.candidate_ratio > 0 and spec.removal_layer > 0
+    return declaration.BIAS_THEN_REMOVE if with_candidates else declaration.BEFORE_LLM
+
+
+METHOD = declaration.Method(
+    name="hilo",
+    stage=declaration.BIAS_THEN_REMOVE,
+    options={
+        "candidate_ratio": (1.0, declaration.NON_NEGATIVE),
+        "window": (2, declaration.integer("an integer >= 1", 1)),
+        "removal_layer": (2, declaration.LAYER),
+        "bias": (0.0, declaration.NON_NEGATIVE),
+        "threshold": (0.5, declaration.COSINE),
+        "coarse": (True, declaration.flag),
+        "candidates": (True, declaration.flag),
+        "merge": (True, declaration.flag),
+    },
+    select=_select_sample,
+    budget=_budget,
+    flops=lambda spec, n, width, text, tokens: 2 * declaration.graph_flops(n, width),  # windowed graph + max-sim to R
+    layer_option="removal_layer",
+    effective=_effective,
+    selection_ignores={"candidate_ratio": 1.0, "bias": 0.0, "merge": True, "removal_layer": 2},
+)
+
+__all__ = ["METHOD", "Selection", "budgets", "select", "select_details"]

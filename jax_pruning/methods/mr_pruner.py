@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from jax_pruning.methods import declaration
 from jax_pruning.ops import (
     check_array,
     check_count,
@@ -255,3 +256,44 @@ def select(
 
 
 __all__ = ["VARIANTS", "Selection", "official_budget", "select", "select_details"]
+
+
+def _budget(spec, counts):
+    """official: `official_budget` per image, summed per sample (capped by the real tokens);
+    paper: floor(keep_ratio x real tokens)."""
+    if spec.variant != "official":
+        return declaration.proportional_budget(spec, counts)
+    totals = np.array([sum(official_budget(spec.keep_ratio, n_base, rows, cols) for n_base, rows, cols in images)
+                       for images in counts.images], np.int64).reshape(counts.real.shape)
+    return declaration.Budget(np.minimum(totals, counts.real))
+
+
+def _select_sample(options, s):
+    low, high = select(
+        s.x, s.x, s.keep, options["variant"], low_valid=s.valid & s.low, high_valid=s.valid & s.high,
+        threshold=options["threshold"], cross_threshold=options["cross_threshold"],
+        temperature=options["temperature"], alpha=options["alpha"], beta=options["beta"], intra=options["intra"],
+        cross=options["cross"], informativeness=options["informativeness"],
+    )
+    return low | high, jnp.zeros_like(s.valid)
+
+
+METHOD = declaration.Method(
+    name="mr_pruner",
+    stage=declaration.BEFORE_LLM,
+    options={
+        "variant": ("official", declaration.choice(*VARIANTS)),
+        "threshold": (0.5, declaration.COSINE),
+        "cross_threshold": (0.5, declaration.COSINE),
+        "temperature": (0.03, declaration.POSITIVE),
+        "alpha": (0.3, declaration.NON_NEGATIVE),
+        "beta": (0.5, declaration.NON_NEGATIVE),
+        "intra": (True, declaration.flag),
+        "cross": (True, declaration.flag),
+        "informativeness": (True, declaration.flag),
+    },
+    select=_select_sample,
+    budget=_budget,
+    flops=lambda spec, n, width, text, tokens: 3 * declaration.graph_flops(n, width),  # low, high, cross graphs
+    multi_resolution=True,
+)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool
 
+from jax_pruning.methods import declaration
 from jax_pruning.ops import checks
 from jax_pruning.ops.selection import topk_mask
 
@@ -36,3 +37,17 @@ def select(key, k, valid: Bool[Array, "N"]) -> Bool[Array, "N"]:
     n = valid.shape[0]
     priority = jax.random.permutation(key, n).astype(jnp.float32)  # distinct, exact below 2^24
     return topk_mask(priority, k, valid)
+
+
+def _select_sample(options, s):
+    """The engine's per-sample call: a reproducible stream per (seed, batch index)."""
+    key = jax.random.fold_in(jax.random.key(options["seed"]), s.sample)
+    return select(key, s.keep, s.valid), jnp.zeros_like(s.valid)
+
+
+METHOD = declaration.Method(
+    name="random",
+    stage=declaration.BEFORE_LLM,
+    options={"seed": (0, declaration.integer("an integer >= 0", 0))},
+    select=_select_sample,
+)

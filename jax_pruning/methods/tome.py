@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax_pruning.methods import declaration
 from jax_pruning.ops import checks
 from jax_pruning.ops.graph import cosine_similarity
 from jax_pruning.ops.selection import gather_kept, topk_mask
@@ -129,3 +130,24 @@ def _check_inputs(x, k, valid) -> int:
     if valid is not None and not checks.is_traced(valid) and not bool(np.any(valid)):
         raise ValueError(f"{where}: `valid` has no True entry (no token to merge)")
     return n
+
+
+def merge_in_place(x, valid, k: int):
+    """x [N, d] -> (keep [N]: the surviving tokens, x with each survivor's row holding its merged mean).
+
+    The before-LLM form the engine uses: the LLM sees the survivors at their own positions.
+    """
+    merged, _, index, slot_valid = merge(x, k, valid=valid)
+    keep = jnp.zeros(x.shape[0], bool).at[index].max(slot_valid)
+    out = x.at[jnp.where(slot_valid, index, x.shape[0])].set(merged.astype(x.dtype), mode="drop")
+    return keep, out
+
+
+METHOD = declaration.Method(
+    name="tome",
+    stage=declaration.BEFORE_LLM,
+    options={},
+    merge=merge_in_place,
+    # halving steps: n^2/4 + n^2/16 + ... < n^2 / 3 matchings of width d
+    flops=lambda spec, n, width, text, tokens: declaration.graph_flops(n, width),
+)

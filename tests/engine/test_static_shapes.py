@@ -14,6 +14,7 @@ from jax_pruning.engine.flops import static_llm_flops
 from jax_pruning.engine.batch import PrefillInputs
 from jax_pruning.engine.prefill import PREFILL_STATIC, prefill_impl
 from jax_pruning.engine.staging import stage
+from jax_pruning.methods.declaration import AT_LLM_LAYER, BEFORE_LLM, BIAS_THEN_REMOVE
 from models.qwen_inputs import prepare_qwen_inputs
 from tests.engine import families as F
 from tests.models import qwen_tiny as qt
@@ -64,22 +65,24 @@ def test_twenty_samples_five_sizes_compile_once_per_bucket(qwen):
     assert compile_count()["select"] == after["select"]
 
 
-@pytest.mark.parametrize("mode,split", [("pre", 0), ("fastv", 1), ("hilo", 1)])
-def test_analytic_llm_flops_match_xla_cost_analysis(qwen, mode, split):
+@pytest.mark.parametrize("llm_stage,split", [(BEFORE_LLM, 0), (AT_LLM_LAYER, 1), (BIAS_THEN_REMOVE, 1)])
+def test_analytic_llm_flops_match_xla_cost_analysis(qwen, llm_stage, split):
     """The LLM prefill's matmul FLOPs at its padded shapes vs what XLA counts (within 10%)."""
     lm = qwen.language_model
     inputs = _batch(range(2))
     prepared = stage(qwen, inputs, 0)
     vt = prepared.visual
     length = prepared.inputs_embeds.shape[1]
-    length0, length1 = length, (length if mode == "pre" else length * 3 // 4)
+    length0, length1 = length, (length if llm_stage == BEFORE_LLM else length * 3 // 4)
     keep = jnp.asarray(vt.valid)
     cand = jnp.zeros_like(keep)
-    if mode == "hilo":  # half of the visual slots become candidates
+    if llm_stage == BIAS_THEN_REMOVE:  # half of the visual slots become candidates
         cand = keep & (jnp.arange(keep.shape[1]) % 2 == 0)
         keep = keep & ~cand
     graphdef, state = nnx.split(lm)
-    statics = dict(mode=mode, split=split, length0=length0, length1=length1, max_new=1, bias_value=0.0, merge=True)
+    chooser = jp.pruner("fastv", keep_ratio=1.0, layer=split) if llm_stage == AT_LLM_LAYER else None
+    statics = dict(stage=llm_stage, split=split, length0=length0, length1=length1, max_new=1, bias_value=0.0, merge=True,
+                   chooser=chooser)
 
     def run(state, batch):
         return prefill_impl(nnx.merge(graphdef, state), batch, **statics)
@@ -87,9 +90,9 @@ def test_analytic_llm_flops_match_xla_cost_analysis(qwen, mode, split):
     batch = PrefillInputs(
         embeds=prepared.inputs_embeds, positions=prepared.position_ids, mask=prepared.attention_mask, additions=None,
         visual_index=jnp.asarray(vt.index), visual_valid=jnp.asarray(vt.valid), visual_image=jnp.asarray(vt.image),
-        keep_visual=keep, cand_visual=cand, fixed_visual=jnp.zeros_like(keep), fastv_keep=jnp.full((2,), 3, jnp.int32))
+        keep_visual=keep, cand_visual=cand, fixed_visual=jnp.zeros_like(keep), llm_keep=jnp.full((2,), 3, jnp.int32))
     cost = jax.jit(run).lower(state, batch).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    want = static_llm_flops(lm.text_config, 2, length0, length1, split, mode)
+    want = static_llm_flops(lm.text_config, 2, length0, length1, split, llm_stage, chooser)
     assert abs(cost["flops"] - want) <= 0.10 * want, (cost["flops"], want)
     assert set(statics) == set(PREFILL_STATIC)

@@ -110,7 +110,7 @@ def default_options_of_any(option):
 
 @pytest.mark.parametrize("name", ["", "MR_PRUNER", "mr-pruner", " fastv", "fastv ", "none", None, 3, ["fastv"], b"fastv"])
 def test_unknown_method_names_are_refused_with_the_list(name):
-    with pytest.raises(ValueError, match="unknown pruning method .*valid methods: mr_pruner"):
+    with pytest.raises(ValueError, match="unknown pruning method .*valid methods: .*mr_pruner"):
         jp.pruner(name, keep_ratio=0.5)
 
 

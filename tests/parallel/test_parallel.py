@@ -47,9 +47,9 @@ _SCRIPT = textwrap.dedent(
         z = np.zeros((4, 3), bool)
         batch = PrefillInputs(embeds=np.zeros((4, 3, 8)), positions=np.zeros((3, 4, 3), np.int32), mask=z,
                               additions=np.zeros((2, 4, 3, 8)), visual_index=z, visual_valid=z, visual_image=z,
-                              keep_visual=z, cand_visual=z, fixed_visual=z, fastv_keep=np.zeros(4, np.int32)).placed()
+                              keep_visual=z, cand_visual=z, fixed_visual=z, llm_keep=np.zeros(4, np.int32)).placed()
         assert batch.positions.sharding.spec == P(None, "data") and batch.additions.sharding.spec == P(None, "data")
-        assert batch.embeds.sharding.spec == P("data") and batch.fastv_keep.sharding.spec == P("data")
+        assert batch.embeds.sharding.spec == P("data") and batch.llm_keep.sharding.spec == P("data")
         np.testing.assert_array_equal(to_host(batch.positions), np.zeros((3, 4, 3)))
 
     # a text model's forward with tensor-parallel weights equals the one-device forward

@@ -1,0 +1,220 @@
+"""What a pruning method declares about itself, so nothing else branches on its name.
+
+Every method module ends with one `METHOD = Method(...)`: its options (defaults
+and checks, read by `jax_pruning.pruner`), where it acts (`stage`), how many
+tokens each sample keeps (`budget`), its selection as a pure jittable function,
+its own FLOPs, and which options never reach the compiled selection. The
+engine, the registry, the FLOP count, the memory planner and the benchmarks
+read these fields. Adding a method is one new module in this package (found
+by `jax_pruning.methods.declared`), its NumPy reference and its tests.
+
+Plain NumPy/JAX only (methods sit below `models` and the engine): the engine
+translates the model's visual-token map into the arrays below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import Any, Callable, Mapping, NamedTuple
+
+import numpy as np
+
+# Where a method acts (`Method.stage`). The engine's prefill has one code path per stage.
+BEFORE_LLM = "before_llm"  # selects among the visual tokens the LLM would see; the LLM runs on the kept ones
+AT_LLM_LAYER = "at_llm_layer"  # layers < K see every token; at layer K a selection keeps k visual tokens
+BIAS_THEN_REMOVE = "bias_then_remove"  # Hi-Lo: kept R + candidates C in layers < L (C under a mask), C leave at L
+STAGES = (BEFORE_LLM, AT_LLM_LAYER, BIAS_THEN_REMOVE)
+
+
+# --- option checkers: (method, option, value) -> normalised value, or ValueError ---------------
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def real(allowed: str, ok: Callable[[float], bool]) -> Callable[[str, str, Any], float]:
+    """A finite real number (not a bool) satisfying `ok`; stored as a Python float."""
+
+    def check(method: str, option: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{method}: option {option!r} must be {allowed}, got {_describe(value)}")
+        value = float(value)
+        if not math.isfinite(value) or not ok(value):
+            raise ValueError(f"{method}: option {option!r} must be {allowed}, got {value!r}")
+        return value
+
+    return check
+
+
+def integer(allowed: str, minimum: int) -> Callable[[str, str, Any], int]:
+    """An integer (not a bool, not a float) >= minimum; stored as a Python int."""
+
+    def check(method: str, option: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{method}: option {option!r} must be {allowed}, got {_describe(value)}")
+        value = int(value)
+        if value < minimum:
+            raise ValueError(f"{method}: option {option!r} must be {allowed}, got {value!r}")
+        return value
+
+    return check
+
+
+def flag(method: str, option: str, value: Any) -> bool:
+    """True or False; numpy bools pass, ints do not (True/1 confusion hides typos in configs)."""
+    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+        raise ValueError(f"{method}: option {option!r} must be True or False, got {_describe(value)}")
+    return bool(value)
+
+
+def choice(*choices: str) -> Callable[[str, str, Any], str]:
+    def check(method: str, option: str, value: Any) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(
+                f"{method}: option {option!r} must be one of {', '.join(map(repr, choices))}, "
+                f"got {_describe(value)}"
+            )
+        return value
+
+    return check
+
+
+KEEP_RATIO = real("a number in (0, 1]", lambda v: 0.0 < v <= 1.0)
+COSINE = real("a number in [-1, 1] (a cosine similarity)", lambda v: -1.0 <= v <= 1.0)
+POSITIVE = real("a number > 0", lambda v: v > 0.0)
+NON_NEGATIVE = real("a number >= 0", lambda v: v >= 0.0)
+LAYER = integer("an integer >= 0", 0)
+
+
+# --- what the engine hands a method -----------------------------------------------------------
+
+
+class TokenCounts(NamedTuple):
+    """Real visual tokens per sample [B] (int64), by kind, for the budget rules.
+
+    images: per sample, one (base tokens, tile rows, tile cols) per image (LLaVA-NeXT anyres;
+    rows = cols = 0 without tiles).
+    """
+
+    base: np.ndarray
+    tile: np.ndarray
+    newline: np.ndarray
+    images: tuple
+
+    @property
+    def real(self) -> np.ndarray:
+        return self.base + self.tile
+
+
+class Budget(NamedTuple):
+    """Per-sample counts [B]: kept visual tokens, their base / tile split (multi-resolution
+    methods), Hi-Lo's candidates. Zeros where a method has no such split."""
+
+    keep: np.ndarray
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+    candidates: np.ndarray | None = None
+
+
+class SelectionInputs(NamedTuple):
+    """One sample's visual slots for a before-LLM selection (the engine vmaps over samples).
+
+    x [Nv, D]: the features the LLM would see. valid [Nv]: real, scorable tokens (padding and
+    LLaVA-NeXT's image_newline tokens excluded: the engine keeps newlines itself). low / high
+    [Nv]: base-image / anyres-tile tokens (multi-resolution methods). row / col [Nv]: grid
+    coordinates (rows offset per image, so windows never span two images). keep, keep_low,
+    keep_high, candidates: this sample's budgets (traced int32 scalars). sample: its batch index.
+    """
+
+    x: Any
+    valid: Any
+    low: Any
+    high: Any
+    row: Any
+    col: Any
+    keep: Any
+    keep_low: Any
+    keep_high: Any
+    candidates: Any
+    sample: Any
+
+
+def proportional_budget(spec, counts: TokenCounts) -> Budget:
+    """floor(keep_ratio x real visual tokens) per sample: the rule most methods share."""
+    return Budget(np.floor(float(spec.keep_ratio) * counts.real.astype(np.float64)).astype(np.int64))
+
+
+def no_flops(spec, n, width: int, text, tokens) -> np.ndarray:
+    return np.zeros_like(np.asarray(n), dtype=float)
+
+
+def graph_flops(n, width: int) -> np.ndarray:
+    """One n x n similarity graph over width-d features: 2 n^2 d."""
+    n = np.asarray(n, float)
+    return 2.0 * n * n * width
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A pruning method's declaration (see the module docstring).
+
+    options: option -> (default, checker); keep_ratio is common to all and not listed.
+    stage: BEFORE_LLM, AT_LLM_LAYER or BIAS_THEN_REMOVE.
+    select(options, SelectionInputs) -> (keep [Nv], candidates [Nv]): the before-LLM selection
+        of one sample, jittable with traced budgets (options: the spec's mapping).
+    merge: instead of `select`, a before-LLM merge with a static k (ToMe): (x [B, Nv, D],
+        valid [B, Nv], k) -> (keep [B, Nv], x with the merged values written at the kept slots).
+    budget(spec, TokenCounts) -> Budget.
+    flops(spec, n visual [B], width, text config, prompt tokens [B]) -> the method's own FLOPs [B].
+    layer_option: the option holding the LLM layer where the method acts (AT_LLM_LAYER,
+        BIAS_THEN_REMOVE); checked against the model's depth. None for BEFORE_LLM.
+    llm_select(layer, x [B, T, D], rope, valid [B, T], visual [B, T], keep [B]) -> bool [B, T]:
+        the AT_LLM_LAYER selection from the hidden states entering that layer.
+    effective(spec, n_layers) -> stage actually run (Hi-Lo without candidates is BEFORE_LLM).
+    selection_ignores: options the compiled selection never reads, mapped to a fixed value,
+        so sweeping them reuses one compilation.
+    multi_resolution: needs base + anyres tiles (LLaVA-NeXT); refused elsewhere.
+    """
+
+    name: str
+    stage: str
+    options: Mapping[str, tuple[Any, Callable[[str, str, Any], Any]]]
+    select: Callable | None = None
+    merge: Callable | None = None
+    budget: Callable[[Any, TokenCounts], Budget] = proportional_budget
+    flops: Callable = no_flops
+    layer_option: str | None = None
+    llm_select: Callable | None = None
+    effective: Callable[[Any, int], str] | None = None
+    selection_ignores: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    multi_resolution: bool = False
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"method {self.name!r}: stage must be one of {STAGES}, got {self.stage!r}")
+        if self.stage == BEFORE_LLM and (self.select is None) == (self.merge is None):
+            raise ValueError(f"method {self.name!r}: a before-LLM method declares exactly one of select / merge")
+        if self.stage != BEFORE_LLM and self.layer_option not in self.options:
+            raise ValueError(f"method {self.name!r}: stage {self.stage} needs a `layer_option` among its options")
+
+    def stage_for(self, spec, n_layers: int) -> tuple[str, int]:
+        """(stage actually run, its LLM layer; 0 before the LLM) for this spec on an n_layers LLM."""
+        if self.layer_option is not None:
+            layer = spec.options[self.layer_option]
+            if layer >= n_layers:
+                raise ValueError(f"{self.name}: {self.layer_option}={layer} but the LLM has {n_layers} layers "
+                                 f"(valid: 0..{n_layers - 1})")
+        stage = self.stage if self.effective is None else self.effective(spec, n_layers)
+        if stage == BEFORE_LLM:
+            return BEFORE_LLM, 0
+        return stage, spec.options[self.layer_option]
+
+
+def multi_resolution_error(name: str) -> ValueError:
+    return ValueError(
+        f"{name} is a multi-resolution method (base image + anyres tiles, LLaVA-NeXT); this model's "
+        f"visual tokens have a single resolution. Use a single-resolution method (e.g. hilo, fastv, tome, random)."
+    )
