@@ -151,12 +151,9 @@ def _query_and_keys(lm, x, pos, last, *, layer: int):
     return last_query_and_keys(lm.layers[layer], x, rope, jnp.reshape(last, (1,)))
 
 
-def fastv_choice(lm, prepared, b: int, layer: int, k: int, max_new: int = 0) -> np.ndarray:
-    """FastV from its definition: the last prompt token's head-averaged softmax attention row at
-    layer K over all prompt keys, top-k among the visual tokens (ties to the lower index);
-    LLaVA-NeXT's newline tokens are always kept and not counted in k (the project's rule for
-    every method). Returns the kept tokens' sequence positions, sorted. (max_new only sizes the
-    padding, to share generate_one's compilation.)"""
+def _prompt_states(lm, prepared, b: int, max_new: int):
+    """Sample b's whole prompt through every layer -> (rows, positions, each layer's input states
+    [n_layers + 1, 1, n, D], padded size)."""
     rows = np.flatnonzero(np.asarray(prepared.attention_mask[b]).astype(bool))
     n = len(rows)
     x = np.asarray(prepared.inputs_embeds)[b, rows][None]
@@ -167,6 +164,26 @@ def fastv_choice(lm, prepared, b: int, layer: int, k: int, max_new: int = 0) -> 
     layers = lm.text_config.num_hidden_layers
     size = int(prepared.attention_mask.shape[1]) + max_new
     states, _ = _run(lm, x, pos, [causal] * layers, [np.zeros((n, n))] * layers, add, size)
+    return rows, pos, states, size
+
+
+def _visual_rows(prepared, b: int, rows):
+    """(sequence positions of the valid visual slots, which are newlines, their rows in `rows`)."""
+    vt = prepared.visual
+    valid = np.asarray(vt.valid[b])
+    visual = np.asarray(vt.index[b])[valid]
+    newline = np.asarray(vt.kind[b])[valid] == KIND_NEWLINE
+    return visual, newline, np.searchsorted(rows, visual)
+
+
+def fastv_choice(lm, prepared, b: int, layer: int, k: int, max_new: int = 0) -> np.ndarray:
+    """FastV from its definition: the last prompt token's head-averaged softmax attention row at
+    layer K over all prompt keys, top-k among the visual tokens (ties to the lower index);
+    LLaVA-NeXT's newline tokens are always kept and not counted in k (the project's rule for
+    every method). Returns the kept tokens' sequence positions, sorted. (max_new only sizes the
+    padding, to share generate_one's compilation.)"""
+    rows, pos, states, size = _prompt_states(lm, prepared, b, max_new)
+    n = len(rows)
     # The layer's projections at the padded size (one compilation), real rows read back after.
     q, keys = _query_and_keys(lm, _pad(states[layer], size, 1), _pad(pos, size, -1), n - 1, layer=layer)
     q, keys = np.asarray(q[0], np.float64), np.asarray(keys[0, :n], np.float64)  # [H, hd], [n, Hkv, hd]
@@ -174,27 +191,18 @@ def fastv_choice(lm, prepared, b: int, layer: int, k: int, max_new: int = 0) -> 
     logits = np.stack([keys[:, h // (heads // kv_heads)] @ q[h] for h in range(heads)]) / np.sqrt(q.shape[1])
     attn = np.exp(logits - logits.max(axis=1, keepdims=True))
     attn = (attn / attn.sum(axis=1, keepdims=True)).mean(axis=0)  # [n]
-    vt = prepared.visual
-    valid = np.asarray(vt.valid[b])
-    visual = np.asarray(vt.index[b])[valid]
-    newline = np.asarray(vt.kind[b])[valid] == KIND_NEWLINE
-    where = np.searchsorted(rows, visual)
+    visual, newline, where = _visual_rows(prepared, b, rows)
     order = sorted(np.flatnonzero(~newline), key=lambda i: (-attn[where[i]], i))
     return np.sort(np.concatenate([visual[order[:k]], visual[newline]]))
 
 
-def tome_embeds(prepared, b: int, k: int):
-    """Sample b's embeddings [T, D] after ToMe on its real non-newline visual tokens alone (no
-    padding slots): each surviving token's row holds the size-weighted mean it represents.
-    -> (embeds, survivors' sequence positions, sorted)."""
-    from jax_pruning.methods import tome
-
-    vt = prepared.visual
-    embeds = np.array(prepared.inputs_embeds[b])
-    content = np.asarray(vt.valid[b]) & (np.asarray(vt.kind[b]) != KIND_NEWLINE)
-    where = np.asarray(vt.index[b])[content]
-    merged, _, index, slot_valid = tome.merge(embeds[where], k)
-    slot_valid = np.asarray(slot_valid)
-    survivors = where[np.asarray(index)[slot_valid]]
-    embeds[survivors] = np.asarray(merged)[slot_valid]
-    return embeds, np.sort(survivors)
+def layer_features(lm, prepared, b: int, layer: int, max_new: int = 0):
+    """What an at-layer method reads for sample b at layer K: (rows, visual positions, newline flags,
+    their rows, layer K's input through the final norm [n, D], layer K-1's keys after RoPE [n, Hkv*hd])."""
+    rows, pos, states, size = _prompt_states(lm, prepared, b, max_new)
+    n = len(rows)
+    hidden = np.asarray(lm.norm(jnp.asarray(states[layer])))[0]
+    _, keys = _query_and_keys(lm, _pad(states[layer - 1], size, 1), _pad(pos, size, -1), n - 1, layer=layer - 1)
+    keys = np.asarray(keys[0, :n]).reshape(n, -1)
+    visual, newline, where = _visual_rows(prepared, b, rows)
+    return rows, visual, newline, where, hidden, keys
