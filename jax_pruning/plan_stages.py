@@ -193,7 +193,7 @@ def _selection_temp(spec, tok_key: tuple, hidden: int, dtype_name: str, samples:
 
     from jax_pruning.engine.select import _merge_group, _select_masks, selection_key
 
-    nv, keep = tok_key
+    nv, keep, tokens = tok_key
     S = jax.ShapeDtypeStruct
     x = S((samples, nv, hidden), getattr(jnp, dtype_name))
     cpu = jax.devices("cpu")[0]
@@ -203,7 +203,8 @@ def _selection_temp(spec, tok_key: tuple, hidden: int, dtype_name: str, samples:
         else:
             maps = (S((samples, nv), bool), S((samples, nv), jnp.int8), S((samples, nv), jnp.int32),
                     S((samples, nv), jnp.int32))
-            lowered = _select_masks.lower(selection_key(spec), x, *maps, *[S((samples,), jnp.int32)] * 4)
+            prompt = (S((samples, tokens, hidden), getattr(jnp, dtype_name)), S((samples, tokens), bool))
+            lowered = _select_masks.lower(selection_key(spec), x, *maps, *[S((samples,), jnp.int32)] * 4, *prompt)
         analysis = lowered.compile().memory_analysis()
     return int(analysis.temp_size_in_bytes)
 
@@ -212,7 +213,7 @@ def _select(config, tok: Tokens, b: int, item: int, dtype_name: str, pruner) -> 
     if pruner is None or tok.stage == AT_LLM_LAYER:  # no selection before the LLM
         return {}
     d = config.text.hidden_size
-    key = (tok.visual_capacity, max(tok.keep, 1))
+    key = (tok.visual_capacity, max(tok.keep, 1), tok.length)
     # per sample as compiled for two (b = 1: for one); checked against a compile for 32 samples (MR-Pruner,
     # LLaVA-NeXT-8B shapes): 6,915 MiB either way
     if b == 1:

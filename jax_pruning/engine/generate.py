@@ -37,7 +37,7 @@ from jax_pruning.engine.budgets import compute_budgets, sequence_slots
 from jax_pruning.engine.decode import decode
 from jax_pruning.engine.prefill import prefill, segment_layout
 from jax_pruning.engine.traces import compile_count
-from jax_pruning.engine.select import global_rows, merge_tokens, select_masks
+from jax_pruning.engine.select import global_rows, instruction_tokens, merge_tokens, select_masks
 from jax_pruning.methods.declaration import AT_LLM_LAYER, BEFORE_LLM, BIAS_THEN_REMOVE, multi_resolution_error
 from jax_pruning.engine import staging
 from jax_pruning.parallel import padded_batch_size, to_host
@@ -87,9 +87,10 @@ def _select(spec, stage: str, prepared, budgets):
         keep, merged = merge_tokens(spec, features, valid, np.asarray(vt.kind), budgets.keep)
         return place_visual(embeds, merged, jax.tree.map(place_batch, vt)), keep, none
     rows = global_rows(np.asarray(vt.row), np.asarray(vt.image), valid)
+    text = instruction_tokens(to_host(prepared.attention_mask), np.asarray(vt.index), valid)
     keep, cand = select_masks(spec, features, *map(place_batch, (valid, vt.kind, rows, vt.col, budgets.keep,
                                                                 budgets.keep_low, budgets.keep_high,
-                                                                budgets.candidates)))
+                                                                budgets.candidates)), embeds, place_batch(text))
     return embeds, keep, cand
 
 

@@ -38,13 +38,28 @@ def global_rows(row: np.ndarray, image: np.ndarray, valid: np.ndarray) -> np.nda
     return np.where(valid, out, 0)
 
 
-def _one_sample(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, keep_high, cand, sample):
+def instruction_tokens(mask: np.ndarray, index: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """bool [B, T]: each sample's real text tokens after its last visual token (all its real text
+    tokens when none follow); mask [B, T], index / valid [B, Nv] the visual slots."""
+    mask = np.asarray(mask).astype(bool)
+    visual = np.zeros_like(mask)
+    rows = np.broadcast_to(np.arange(len(mask))[:, None], index.shape)
+    visual[rows[valid], np.asarray(index)[valid]] = True
+    text = mask & ~visual
+    last = np.where(valid, index, -1).max(axis=1, initial=-1)
+    after = text & (np.arange(mask.shape[1])[None, :] > last[:, None])
+    return np.where(after.any(axis=1, keepdims=True), after, text)
+
+
+def _one_sample(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, keep_high, cand, sample, text,
+                text_valid):
     """x [Nv, D] -> (keep mask [Nv], candidate mask [Nv]) for one sample: the method's own selection
     over the scorable tokens, newlines added back."""
     newline = valid & (kind == KIND_NEWLINE)
     content = valid & (kind != KIND_NEWLINE)
     inputs = SelectionInputs(x=x, valid=content, low=kind == KIND_BASE, high=kind == KIND_TILE, row=row, col=col,
-                             keep=keep, keep_low=keep_low, keep_high=keep_high, candidates=cand, sample=sample)
+                             keep=keep, keep_low=keep_low, keep_high=keep_high, candidates=cand, sample=sample,
+                             text=text, text_valid=text_valid)
     chosen, candidates = spec.method.select(spec.options, inputs)
     return (chosen & content) | newline, candidates & content
 
@@ -55,18 +70,19 @@ def selection_key(spec: PrunerSpec) -> PrunerSpec:
     return spec.replace(keep_ratio=1.0, **spec.method.selection_ignores)
 
 
-def select_masks(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, keep_high, cand):
-    """[B, Nv, D] features + [B, Nv] maps + [B] budgets -> keep, candidate masks [B, Nv]."""
-    return _select_masks(selection_key(spec), x, valid, kind, row, col, keep, keep_low, keep_high, cand)
+def select_masks(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, keep_high, cand, text, text_valid):
+    """[B, Nv, D] features + [B, Nv] maps + [B] budgets + the prompt [B, T, D] and its instruction
+    tokens [B, T] -> keep, candidate masks [B, Nv]."""
+    return _select_masks(selection_key(spec), x, valid, kind, row, col, keep, keep_low, keep_high, cand, text,
+                         text_valid)
 
 
 @functools.partial(jax.jit, static_argnames="spec")
-def _select_masks(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, keep_high, cand):
-    """[B, Nv, D] features + [B, Nv] maps + [B] budgets -> keep, candidate masks [B, Nv]."""
+def _select_masks(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, keep_high, cand, text, text_valid):
     TRACES["select"] += 1
     sample = jnp.arange(x.shape[0])
     one = functools.partial(_one_sample, spec)
-    keep, cand = jax.vmap(one)(x, valid, kind, row, col, keep, keep_low, keep_high, cand, sample)
+    keep, cand = jax.vmap(one)(x, valid, kind, row, col, keep, keep_low, keep_high, cand, sample, text, text_valid)
     return constrain_batch(keep), constrain_batch(cand)  # split over "data" under a mesh
 
 

@@ -127,6 +127,8 @@ class SelectionInputs(NamedTuple):
     [Nv]: base-image / anyres-tile tokens (multi-resolution methods). row / col [Nv]: grid
     coordinates (rows offset per image, so windows never span two images). keep, keep_low,
     keep_high, candidates: this sample's budgets (traced int32 scalars). sample: its batch index.
+    text [T, D]: the prompt's input embeddings; text_valid [T]: its instruction tokens (the real text
+    tokens after the sample's last visual token; all real text tokens when none follow it).
     """
 
     x: Any
@@ -140,6 +142,8 @@ class SelectionInputs(NamedTuple):
     keep_high: Any
     candidates: Any
     sample: Any
+    text: Any
+    text_valid: Any
 
 
 def proportional_budget(spec, counts: TokenCounts) -> Budget:

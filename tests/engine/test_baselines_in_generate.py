@@ -14,9 +14,10 @@ from jax_pruning.engine.staging import stage
 from jax_pruning.methods.declaration import AT_LLM_LAYER
 from tests.engine import reference as R
 from tests.engine.families import NEW
-from tests.reference import np_dart
+from tests.reference import np_cdpruner, np_dart, np_divprune
 
-OPTIONS = {"dart": dict(layer=1, image_pivots=2, text_pivots=2)}  # the tiny LLMs have 2 layers
+OPTIONS = {"dart": dict(layer=1, image_pivots=2, text_pivots=2),  # the tiny LLMs have 2 layers
+           "divprune": {}, "cdpruner": {}}
 BASELINES = tuple(OPTIONS)
 
 
@@ -33,7 +34,35 @@ def dart_choice(model, prepared, b: int, spec, k: int) -> np.ndarray:
     return np.sort(np.concatenate([rows[keep], visual[newline]]))
 
 
-CHOICE = {"dart": dart_choice}
+def _visual_features(prepared, b: int):
+    """Sample b's real visual slots: (sequence positions, newline flags, features [n, D] the LLM would see)."""
+    vt = prepared.visual
+    valid = np.asarray(vt.valid[b])
+    index = np.asarray(vt.index[b])[valid]
+    newline = np.asarray(vt.kind[b])[valid] == 2
+    return index, newline, np.asarray(prepared.inputs_embeds[b])[index]
+
+
+def divprune_choice(model, prepared, b: int, spec, k: int) -> np.ndarray:
+    index, newline, x = _visual_features(prepared, b)
+    keep = np_divprune.select(x, k, ~newline)
+    return np.sort(index[keep | newline])
+
+
+def cdpruner_choice(model, prepared, b: int, spec, k: int) -> np.ndarray:
+    """The instruction: the sample's real text tokens after its last visual token, their input embeddings."""
+    index, newline, x = _visual_features(prepared, b)
+    mask = np.asarray(prepared.attention_mask[b]).astype(bool)
+    after = mask & (np.arange(len(mask)) > index.max())
+    after[index] = False
+    assert after.any(), "the test prompts put the question after the image"
+    text = np.asarray(prepared.inputs_embeds[b])[after]
+    keep = np_cdpruner.select(x, text, k, ~newline, use_relevance=spec.relevance,
+                              negate_relevance=spec.negate_relevance, epsilon=spec.epsilon)
+    return np.sort(index[keep | newline])
+
+
+CHOICE = {"dart": dart_choice, "divprune": divprune_choice, "cdpruner": cdpruner_choice}
 
 
 @pytest.mark.parametrize("name", BASELINES)
