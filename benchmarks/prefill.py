@@ -47,6 +47,7 @@ import report  # noqa: E402
 import shapes  # noqa: E402
 
 import jax_pruning as jp  # noqa: E402
+from jax_pruning.engine.generate import stage_of  # noqa: E402
 from jax_pruning.methods import lookup  # noqa: E402
 
 METHODS = jp.METHODS
@@ -104,11 +105,9 @@ def kv_cache_bytes(stats: dict, spec, text_config, dtype_bytes: int = 4) -> floa
     """Bytes the KV cache holds after prefill (sample mean): tokens x layers x 2 x kv_heads x head_dim x bytes."""
     n = text_config.num_hidden_layers
     tokens = [float(np.mean(t)) for t in stats["kv_cache_tokens"]]
-    if len(tokens) == 1:
-        layers = [n]
-    else:
-        split = spec.options[spec.method.layer_option]
-        layers = [split, n - split]
+    _, splits = stage_of(spec, n)
+    bounds = (0, *splits, n)
+    layers = [stop - start for start, stop in zip(bounds[:-1], bounds[1:])]
     per_token_layer = 2 * text_config.num_key_value_heads * text_config.head_dim * dtype_bytes
     return float(sum(t * l for t, l in zip(tokens, layers)) * per_token_layer)
 

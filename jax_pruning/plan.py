@@ -338,12 +338,21 @@ class Tokens:
     candidates: int  # Hi-Lo's C (layers < L only)
     keep: int  # visual tokens the selection keeps (newlines excluded)
     stage: str  # the stage the prefill runs (jax_pruning.methods.declaration)
-    split: int
-    length0: int
-    length1: int
+    splits: tuple  # LLM layers where tokens leave
+    lengths: tuple  # sequence slots of each prefill segment
     segments: tuple  # ((start, stop, capacity S), ...) of the KV cache
     new_tokens: int
     crops: int  # LLaVA-NeXT: crops per image; Qwen: patches per image (bucketed)
+
+    @property
+    def length0(self) -> int:
+        """Slots of the first prefill segment."""
+        return self.lengths[0]
+
+    @property
+    def length1(self) -> int:
+        """Slots of the last prefill segment."""
+        return self.lengths[-1]
 
 
 def plan_tokens(config, visual_tokens: int, prompt_tokens: int, new_tokens: int, pruner=None) -> Tokens:
@@ -365,19 +374,20 @@ def plan_tokens(config, visual_tokens: int, prompt_tokens: int, new_tokens: int,
         tokens = _qwen_tokens(visual_tokens)
         crops = bucket(int(visual_tokens) * config.vision.merge_unit, 16)
     n_visual = int(tokens.valid.sum())
-    budgets = compute_budgets(pruner, tokens)
     n_layers = config.text.num_hidden_layers
-    stage, split = stage_of(pruner, n_layers)
+    stage, splits = stage_of(pruner, n_layers)
+    budgets = compute_budgets(pruner, tokens, n_stages=len(splits))
     full = prompt_tokens + n_visual
     length = bucket(full, 16)
     seen = prompt_tokens + int(budgets.seen[0])
     entering = seen + (int(budgets.candidates[0]) if stage == BIAS_THEN_REMOVE else 0)
-    length0, length1 = sequence_slots(stage, length, np.array([full]), np.array([seen]), np.array([entering]))
+    stage_seen = prompt_tokens + int(budgets.newlines[0]) + budgets.stage_keep
+    lengths = sequence_slots(stage, length, np.array([full]), np.array([seen]), np.array([entering]), stage_seen)
     segments = tuple((start, stop, base + new_tokens)
-                     for start, stop, base in segment_layout(stage, split, n_layers, length0, length1))
+                     for start, stop, base in segment_layout(stage, splits, n_layers, lengths))
     return Tokens(text=prompt_tokens, visual=n_visual, visual_capacity=bucket(n_visual, 16), length=length,
                   seen=seen, candidates=int(budgets.candidates[0]), keep=int(budgets.keep[0]), stage=stage,
-                  split=split, length0=length0, length1=length1, segments=segments, new_tokens=new_tokens,
+                  splits=splits, lengths=lengths, segments=segments, new_tokens=new_tokens,
                   crops=crops)
 
 

@@ -7,7 +7,7 @@ import dataclasses
 import functools
 from typing import TYPE_CHECKING
 
-from jax_pruning.methods.declaration import AT_LLM_LAYER, BEFORE_LLM, BIAS_THEN_REMOVE
+from jax_pruning.methods.declaration import AT_LLM_LAYER, BIAS_THEN_REMOVE
 
 if TYPE_CHECKING:
     from jax_pruning.plan import Tokens
@@ -109,14 +109,12 @@ def _prefill(config, loc: _Local, tok: Tokens, b: int, item: int, attention: str
         inputs["deepstack additions"] = deepstack * b * t * d * item
     hilo = tok.stage == BIAS_THEN_REMOVE
     bias = hilo and pruner is not None and float(pruner.bias) != 0.0
-    first = _llm_segment(c, loc, b, tok.length0, item, attention, bias=bias, causal=not hilo)
-    segments = [first]
+    first = _llm_segment(c, loc, b, tok.lengths[0], item, attention, bias=bias, causal=not hilo)
+    segments = [first] + [_llm_segment(c, loc, b, n, item, attention) for n in tok.lengths[1:]]
     transient = {}
-    if tok.stage != BEFORE_LLM:
-        segments.append(_llm_segment(c, loc, b, tok.length1, item, attention))
     if hilo:  # layers < L wrote text + R + C; compacted into new caches at L
         per_layer = 2 * b * (tok.length0 + tok.new_tokens) * loc.kv_heads * c.head_dim * item
-        transient["Hi-Lo caches before compaction"] = tok.split * per_layer
+        transient["Hi-Lo caches before compaction"] = tok.splits[0] * per_layer
     peak = max(segments, key=lambda s: sum(s.values()))
     parts = {**inputs, **peak, **transient, "logits": b * c.vocab_size * 4}
     return parts

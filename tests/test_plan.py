@@ -157,7 +157,7 @@ def test_tiny_model_predicted_vs_measured(tiny, monkeypatch, folder, method):
 
     weights = sum(x.nbytes for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     assert plan.weights == plan.weights_total == weights
-    assert (plan.tokens.length0, plan.tokens.length1) == out.stats["sequence_slots"]
+    assert plan.tokens.lengths == out.stats["sequence_slots"]
     caches = prefill["out"][1]
     kv = sum(c.k.nbytes + c.v.nbytes for segment in caches for c in segment.caches)
     assert plan.kv_cache == kv

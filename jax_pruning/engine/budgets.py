@@ -30,6 +30,7 @@ class Budgets:
     candidates: np.ndarray  # Hi-Lo's C (enter layers < L only)
     newlines: np.ndarray  # always kept
     real: np.ndarray  # real visual tokens before pruning (newlines excluded)
+    stage_keep: np.ndarray | None = None  # [B, S]: kept after each selection inside the LLM (at-layer methods)
 
     @property
     def seen(self) -> np.ndarray:
@@ -51,31 +52,38 @@ def token_counts(tokens: VisualTokens) -> TokenCounts:
     return TokenCounts(count(KIND_BASE), count(KIND_TILE), count(KIND_NEWLINE), images)
 
 
-def compute_budgets(spec: PrunerSpec | None, tokens: VisualTokens) -> Budgets:
+def compute_budgets(spec: PrunerSpec | None, tokens: VisualTokens, n_stages: int = 1) -> Budgets:
+    """Per-sample budgets; n_stages: how many selections an at-layer method makes inside the LLM."""
     counts = token_counts(tokens)
     real, newline = counts.real, counts.newline
     as32 = lambda a: np.asarray(a, np.int32)  # noqa: E731
     zeros = np.zeros_like(real)
     if spec is None:
-        return Budgets(as32(real), as32(zeros), as32(zeros), as32(zeros), as32(newline), as32(real))
+        return Budgets(as32(real), as32(zeros), as32(zeros), as32(zeros), as32(newline), as32(real),
+                       as32(real)[:, None])
     method = spec.method
     if method.multi_resolution and real.any() and not counts.tile.any() and not newline.any():
         raise multi_resolution_error(spec.name)
     budget = method.budget(spec, counts)
     keep = np.minimum(budget.keep, real)
     pick = lambda a: zeros if a is None else a  # noqa: E731
+    stage_keep = np.minimum(method.keeps(spec, budget._replace(keep=keep), real, n_stages), real[:, None])
     return Budgets(as32(keep), as32(pick(budget.low)), as32(pick(budget.high)), as32(pick(budget.candidates)),
-                   as32(newline), as32(real))
+                   as32(newline), as32(real), as32(stage_keep))
 
 
-def sequence_slots(stage: str, length: int, full, seen, entering) -> tuple[int, int]:
-    """(length0, length1): the prefill's bucketed sequence slots before / after its split layer.
+def sequence_slots(stage: str, length: int, full, seen, entering, stage_seen=None) -> tuple[int, ...]:
+    """The prefill's bucketed sequence slots per segment (one more than the layers where tokens leave).
 
     length: the staged (bucketed) prompt length; full, seen, entering [B]: real tokens per sample,
     those the last layers see (text + kept visual), those entering the first layers (Hi-Lo: + its
-    candidates C). An AT_LLM_LAYER method's first layers run on the full prompt; BEFORE_LLM has one
-    segment (length1 = length0). One formula for the engine and the memory planner (jax_pruning/plan.py).
+    candidates C); stage_seen [B, S]: an at-layer method's tokens after each of its S selections
+    (default: seen, one selection). One formula for the engine and the memory planner (jax_pruning/plan.py).
     """
-    length1 = min(bucket(int(np.max(seen, initial=1)), 16), length)
-    length0 = min(bucket(int(np.max(full if stage == AT_LLM_LAYER else entering, initial=1)), 16), length)
-    return (length0, length0) if stage == BEFORE_LLM else (length0, length1)
+    slots = lambda n: min(bucket(int(np.max(n, initial=1)), 16), length)  # noqa: E731
+    if stage == BEFORE_LLM:
+        return (slots(entering),)
+    if stage == AT_LLM_LAYER:
+        stage_seen = np.asarray(seen)[:, None] if stage_seen is None else np.asarray(stage_seen)
+        return (slots(full), *(slots(stage_seen[:, s]) for s in range(stage_seen.shape[1])))
+    return (slots(entering), slots(seen))

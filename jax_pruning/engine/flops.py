@@ -39,17 +39,30 @@ def prune_flops(spec, n: np.ndarray, width: int, text, tokens=None) -> np.ndarra
     return np.asarray(spec.method.flops(spec, n, width, text, n if tokens is None else tokens), float)
 
 
-def prefill_flops(config, tokens, budgets, text_tokens: np.ndarray, stage: str, split: int, spec=None,
+def segment_tokens(stage: str, budgets, text_tokens: np.ndarray) -> list[np.ndarray]:
+    """Tokens each prefill segment's layers process per sample [B] (see prefill.py's stages)."""
+    seen = text_tokens + budgets.seen
+    if stage == BEFORE_LLM:
+        return [seen]
+    if stage == BIAS_THEN_REMOVE:
+        return [seen + budgets.candidates, seen]
+    fixed = text_tokens + budgets.newlines
+    return [fixed + budgets.real] + [fixed + budgets.stage_keep[:, s] for s in range(budgets.stage_keep.shape[1])]
+
+
+def _layer_counts(splits, n_layers: int) -> list[int]:
+    bounds = (0, *splits, n_layers)
+    return [stop - start for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+def prefill_flops(config, tokens, budgets, text_tokens: np.ndarray, stage: str, splits: tuple[int, ...], spec=None,
                   inputs: dict | None = None) -> dict:
     """FLOPs of one generate call's prefill, per sample and in total (dict for `out.stats`).
     inputs: the processor outputs (image sizes / grids give exact vision-tower counts)."""
     t = config.text
-    seen = text_tokens + budgets.seen
-    first = seen + (budgets.candidates if stage == BIAS_THEN_REMOVE else 0)
-    if stage == AT_LLM_LAYER:
-        first = text_tokens + budgets.real + budgets.newlines
-    n_layers = t.num_hidden_layers
-    llm = split * llm_layer_flops(t, first) + (n_layers - split) * llm_layer_flops(t, seen) + head_flops(t)
+    per_segment = segment_tokens(stage, budgets, text_tokens)
+    layers = _layer_counts(splits, t.num_hidden_layers)
+    llm = sum(count * llm_layer_flops(t, n) for count, n in zip(layers, per_segment)) + head_flops(t)
     tower, projector = vision_flops(config, tokens, inputs)
     visual = (budgets.real + budgets.newlines).astype(float)
     pruning = prune_flops(spec, visual, t.hidden_size, t, tokens=text_tokens + visual)
@@ -61,16 +74,16 @@ def prefill_flops(config, tokens, budgets, text_tokens: np.ndarray, stage: str, 
         "vision_flops": float(np.sum(tower)),
         "projector_flops": float(np.sum(projector)),
         "prune_flops": float(np.sum(pruning)),
-        "llm_tokens_per_layer": (np.asarray(first), np.asarray(seen)),
+        "llm_tokens_per_layer": tuple(np.asarray(n) for n in per_segment),  # per segment
     }
 
 
-def static_llm_flops(text, batch: int, length0: int, length1: int, split: int, stage: str = BEFORE_LLM,
+def static_llm_flops(text, batch: int, lengths: tuple[int, ...], splits: tuple[int, ...], stage: str = BEFORE_LLM,
                      spec=None) -> float:
     """FLOPs of the compiled LLM prefill at its padded shapes (what XLA's cost analysis counts);
-    an AT_LLM_LAYER method's own op runs inside it, over length0 tokens."""
-    n_layers = text.num_hidden_layers
-    per_sample = split * llm_layer_flops(text, length0) + (n_layers - split) * llm_layer_flops(text, length1)
+    an AT_LLM_LAYER method's own op runs inside it, over the first segment's tokens."""
+    layers = _layer_counts(splits, text.num_hidden_layers)
+    per_sample = sum(count * llm_layer_flops(text, n) for count, n in zip(layers, lengths))
     if stage == AT_LLM_LAYER:
-        per_sample += prune_flops(spec, length0, text.hidden_size, text, tokens=length0)
+        per_sample += prune_flops(spec, lengths[0], text.hidden_size, text, tokens=lengths[0])
     return float(batch * per_sample + head_flops(text, batch))

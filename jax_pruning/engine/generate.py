@@ -59,11 +59,11 @@ class GenerateOutput:
     visual_labels: np.ndarray | None = None  # int8 [B, Nv]: KEPT / DROPPED / CANDIDATE per visual slot
 
 
-def stage_of(spec: PrunerSpec | None, n_layers: int) -> tuple[str, int]:
-    """(stage the prefill runs, its split layer) of a pruner on an n_layers LLM (ValueError for a
-    layer the model does not have)."""
+def stage_of(spec: PrunerSpec | None, n_layers: int) -> tuple[str, tuple[int, ...]]:
+    """(stage the prefill runs, the layers where tokens leave) of a pruner on an n_layers LLM
+    (ValueError for a layer the model does not have)."""
     if spec is None:
-        return BEFORE_LLM, 0
+        return BEFORE_LLM, ()
     return spec.method.stage_for(spec, n_layers)
 
 
@@ -207,16 +207,17 @@ def generate(model, inputs: dict, pruner: PrunerSpec | None = None, max_new_toke
     n_layers = config.text.num_hidden_layers
     eos = tuple(int(e) for e in np.atleast_1d(eos_token_id)) if eos_token_id is not None else config.eos_token_id
     pad = int(pad_token_id if pad_token_id is not None else (config.pad_token_id or 0))
-    stage, split = stage_of(pruner, n_layers)
+    stage, splits = stage_of(pruner, n_layers)
     if mesh is None:
-        return _generate(model, inputs, pruner, int(max_new_tokens), eos, pad, stage, split)
+        return _generate(model, inputs, pruner, int(max_new_tokens), eos, pad, stage, splits)
     with jax.set_mesh(mesh):
         if not params_on_mesh(model, mesh):
             shard_params(model, mesh)
-        return _generate(model, inputs, pruner, int(max_new_tokens), eos, pad, stage, split)
+        return _generate(model, inputs, pruner, int(max_new_tokens), eos, pad, stage, splits)
 
 
-def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, stage: str, split: int) -> GenerateOutput:
+def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, stage: str,
+              splits: tuple[int, ...]) -> GenerateOutput:
     config = model.config
     lm = model.language_model
     n_layers = config.text.num_hidden_layers
@@ -231,7 +232,7 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, stage: 
     vt = prepared.visual
     _check_length(config, to_host(prepared.next_position)[:real_batch], max_new_tokens)
     _check_finite(prepared.inputs_embeds, real_batch)
-    budgets = compute_budgets(pruner, vt)
+    budgets = compute_budgets(pruner, vt, n_stages=len(splits))
 
     start = time.perf_counter()
     embeds, keep, cand = _select(pruner, stage, prepared, budgets)
@@ -243,19 +244,20 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, stage: 
     text = mask.sum(axis=1) - np.asarray(vt.valid).sum(axis=1)
     seen = text + budgets.seen
     entering = seen + (budgets.candidates if stage == BIAS_THEN_REMOVE else 0)
-    length0, length1 = sequence_slots(stage, length, mask.sum(axis=1), seen, entering)
+    stage_seen = (text + budgets.newlines)[:, None] + budgets.stage_keep
+    lengths = sequence_slots(stage, length, mask.sum(axis=1), seen, entering, stage_seen)
 
     batch = PrefillInputs(
         embeds=embeds, positions=prepared.position_ids, mask=prepared.attention_mask,
         additions=prepared.layer_additions, visual_index=vt.index, visual_valid=vt.valid, visual_image=vt.image,
         keep_visual=keep, cand_visual=cand, fixed_visual=np.asarray(vt.valid) & (np.asarray(vt.kind) == KIND_NEWLINE),
-        llm_keep=budgets.keep,
+        llm_keep=budgets.stage_keep,
     ).placed()
     next_position = place_batch(prepared.next_position)
     start = time.perf_counter()
     hilo = stage == BIAS_THEN_REMOVE
     logits, segments, visual_seen, kept_tokens = prefill(
-        lm, batch, stage=stage, split=split, length0=length0, length1=length1,
+        lm, batch, stage=stage, splits=splits, lengths=lengths,
         max_new=max_new_tokens, bias_value=float(pruner.bias) if hilo else 0.0,
         merge=bool(pruner.merge) if hilo else True,
         chooser=pruner.replace(keep_ratio=1.0) if stage == AT_LLM_LAYER else None,
@@ -266,7 +268,7 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, stage: 
     kv_cache_tokens = [to_host(seg.key_valid.sum(axis=1))[:real_batch] for seg in segments]
 
     start = time.perf_counter()
-    layout = tuple(segment_layout(stage, split, n_layers, length0, length1))
+    layout = tuple(segment_layout(stage, splits, n_layers, lengths))
     finished = place_batch(np.arange(len(mask)) >= real_batch)  # rows that only even the batch out
     tokens, _, steps = decode(lm, logits, segments, next_position, finished, layout=layout,
                               max_new=max_new_tokens, eos_ids=eos, pad_id=pad)
@@ -291,9 +293,9 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, stage: 
         "visual_tokens_before": budgets.real + budgets.newlines,
         "candidates": budgets.candidates,
         "newlines": budgets.newlines,
-        "sequence_slots": (length0, length1),
+        "sequence_slots": lengths,
         "compiles": compile_count(),
         "kv_cache_tokens": kv_cache_tokens,
-        **flops_model.prefill_flops(config, vt, budgets, text, stage, split, pruner, inputs),
+        **flops_model.prefill_flops(config, vt, budgets, text, stage, splits, pruner, inputs),
     }
     return GenerateOutput(tokens=tokens, visual_tokens=visual_seen, stats=stats, visual=vt, visual_labels=labels)

@@ -30,7 +30,7 @@ from flax import nnx
 
 from jax_pruning.engine.batch import PrefillInputs
 from jax_pruning.engine.traces import TRACES
-from jax_pruning.methods.declaration import AT_LLM_LAYER, BEFORE_LLM, BIAS_THEN_REMOVE
+from jax_pruning.methods.declaration import BIAS_THEN_REMOVE
 from models.decoder import KVCache, TextModel, causal_mask, last_query_and_keys, run_layers
 from models.rope import rope_tables
 from models.sharding import constrain, constrain_batch, kv_cache_spec
@@ -45,12 +45,12 @@ class Segment(NamedTuple):
     key_valid: jax.Array  # bool [B, S]: slots holding real keys
 
 
-def segment_layout(stage: str, split: int, n_layers: int, length0: int, length1: int):
-    """[(start, stop, base slot)] of the segments `prefill` returns, in order."""
-    if stage == BEFORE_LLM:
-        return [(0, n_layers, length0)]
-    base0 = length0 if stage == AT_LLM_LAYER else length1
-    return [(0, split, base0), (split, n_layers, length1)]
+def segment_layout(stage: str, splits: tuple[int, ...], n_layers: int, lengths: tuple[int, ...]):
+    """[(start, stop, base slot)] of the segments `prefill` returns, in order (Hi-Lo's first segment is
+    compacted to the second's length when its candidates leave)."""
+    bounds = (0, *splits, n_layers)
+    bases = (lengths[1], *lengths[1:]) if stage == BIAS_THEN_REMOVE else lengths
+    return [(start, stop, base) for start, stop, base in zip(bounds[:-1], bounds[1:], bases)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +70,8 @@ class LayerView:
     valid: jax.Array
     visual: jax.Array
     fixed: jax.Array
-    caches: list
+    caches: list  # the KV caches of the segment just run (layers first_cached, first_cached + 1, ...)
+    first_cached: int = 0
 
     def last_query_and_keys(self):
         """Layer K's query of the last prompt token [B, H, hd] and its keys [B, T, Hkv, hd] (after RoPE)."""
@@ -82,8 +83,11 @@ class LayerView:
         return self.model.norm(self.hidden)
 
     def cached_keys(self, layer: int):
-        """The keys layer `layer` < K wrote, [B, T, Hkv, hd] (after RoPE)."""
-        return self.caches[layer].k[:, : self.hidden.shape[1]]
+        """The keys layer `layer` < K wrote, [B, T, Hkv, hd] (after RoPE); a layer of the segment just run."""
+        if not self.first_cached <= layer < self.first_cached + len(self.caches):
+            raise ValueError(f"keys of layer {layer} are not cached at layer {self.layer} (the segment just run "
+                             f"holds layers {self.first_cached}..{self.first_cached + len(self.caches) - 1})")
+        return self.caches[layer - self.first_cached].k[:, : self.hidden.shape[1]]
 
 
 def compact(keep, length: int):
@@ -154,9 +158,8 @@ def prefill_impl(
     inputs: PrefillInputs,
     *,
     stage: str,
-    split: int,
-    length0: int,
-    length1: int,
+    splits: tuple[int, ...],
+    lengths: tuple[int, ...],
     max_new: int,
     bias_value: float = 0.0,
     merge: bool = True,
@@ -165,10 +168,13 @@ def prefill_impl(
     """-> (last-position logits float32 [B, V], [Segment, ...], visual tokens in the last segment [B],
     bool [B, T]: which original tokens the last layers saw).
 
+    splits: the layers where tokens leave (BEFORE_LLM: none; BIAS_THEN_REMOVE: L; AT_LLM_LAYER: one per
+    selection, ascending); lengths: the sequence slots of each segment (one more than splits).
     `prefill` is this function under `nnx.jit` (everything after `*` static). Under a mesh the inputs
     are split over "data" (their declared axes) and the caches come out batch on "data", KV heads on
     "model" (models.sharding.kv_cache_spec); the weights stay where `models.load(mesh=)` put them.
-    chooser: the AT_LLM_LAYER method's spec (keep_ratio normalised away: the budgets are `inputs.llm_keep`).
+    chooser: the AT_LLM_LAYER method's spec (keep_ratio normalised away: the budgets of the selection
+    at splits[s] are `inputs.llm_keep[:, s]`).
     """
     TRACES["prefill"] += 1
     inputs = inputs.constrained()
@@ -184,57 +190,52 @@ def prefill_impl(
     is_fixed = _scatter_tokens(fixed_visual, visual_index, visual_valid, length, False)
     image = _scatter_tokens(visual_image, visual_index, visual_valid, length, -1)
 
-    index0, valid0 = compact(mask & (~is_visual | entering), length0)
-    x = _take(embeds, index0, 1)
-    pos0 = _take_positions(positions, index0)
-    add0 = _additions(additions, index0)
-    vis0, cand0, fixed0, image0 = (_take(a, index0, 1) & valid0 if a.dtype == bool else _take(a, index0, 1)
-                                   for a in (is_visual, is_cand, is_fixed, image))
-    rope0 = rope_tables(model.text_config, pos0)
-    slots0 = jnp.broadcast_to(jnp.arange(length0), (batch, length0))
-    if stage == BIAS_THEN_REMOVE:
-        attn_mask, bias = _hilo_mask(valid0, vis0, cand0, image0, bias_value, merge)
+    # The running sequence: `origin` maps each slot to its original position, the rest follow it.
+    origin, valid = compact(mask & (~is_visual | entering), lengths[0])
+    x = _take(embeds, origin, 1)
+    rope = rope_tables(model.text_config, _take_positions(positions, origin))
+    add = _additions(additions, origin)
+    vis, cand, fixed, img = (_take(a, origin, 1) & valid if a.dtype == bool else _take(a, origin, 1)
+                             for a in (is_visual, is_cand, is_fixed, image))
+    hilo = stage == BIAS_THEN_REMOVE
+    if hilo:
+        attn_mask, bias = _hilo_mask(valid, vis, cand, img, bias_value, merge)
     else:
-        attn_mask, bias = causal_mask(slots0, valid0), None
+        attn_mask, bias = causal_mask(jnp.broadcast_to(jnp.arange(lengths[0]), valid.shape), valid), None
 
+    bounds = (0, *splits, n_layers)
     segments = []
-    caches0 = _empty_caches(model, batch, length0 + max_new, split, embeds.dtype)
-    x, caches0 = run_layers(model, x, rope0, attn_mask, start=0, stop=split, caches=caches0, write_index=0,
-                            additions=add0, bias=bias,
-                            causal=stage != BIAS_THEN_REMOVE)  # Hi-Lo's R sees later C
-    if stage == BEFORE_LLM:
-        index1, valid1 = slots0, valid0
-    elif stage == AT_LLM_LAYER:
-        view = LayerView(model, split, x, rope0, valid0, vis0 & ~fixed0, fixed0, caches0)
-        chosen = chooser.method.llm_select(chooser.options, view, inputs.llm_keep)
-        chosen = (chosen & view.visual) | fixed0
-        index1, valid1 = compact(valid0 & (~vis0 | chosen), length1)
-        segments.append(Segment(caches0, _room(valid0, max_new)))
-    else:  # hilo: candidates leave the hidden states and every cache
-        index1, valid1 = compact(valid0 & ~cand0, length1)
-        pad = lambda c: jnp.pad(_take(c, index1, 1), ((0, 0), (0, max_new), (0, 0), (0, 0)))
-        caches0 = [KVCache(pad(c.k), pad(c.v)) for c in caches0]
-        segments.append(Segment(caches0, _room(valid1, max_new)))
-    if stage != BEFORE_LLM:
-        x = _take(x, index1, 1)
-        rope1 = tuple(_take(r, index1, 1) for r in rope0)
-        add1 = _additions(add0, index1)
-        slots1 = jnp.broadcast_to(jnp.arange(length1), (batch, length1))
-        mask1 = causal_mask(slots1, valid1)
-    else:
-        rope1, add1, mask1 = rope0, add0, attn_mask
-    caches1 = _empty_caches(model, batch, length1 + max_new, n_layers - split, embeds.dtype)
-    x, caches1 = run_layers(model, x, rope1, mask1, start=split, caches=caches1, write_index=0, additions=add1,
-                            causal=True)
-    segments.append(Segment(caches1, _room(valid1, max_new)))
-    last = jnp.sum(valid1, axis=1) - 1
+    for s, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+        if s > 0:  # tokens leave at layer `start`
+            if hilo:  # candidates leave the hidden states and, never attended by text, every cache
+                index, valid_next = compact(valid & ~cand, lengths[s])
+                pad = lambda c: jnp.pad(_take(c, index, 1), ((0, 0), (0, max_new), (0, 0), (0, 0)))  # noqa: E731
+                segments[-1] = Segment([KVCache(pad(c.k), pad(c.v)) for c in segments[-1].caches],
+                                       _room(valid_next, max_new))
+            else:
+                view = LayerView(model, start, x, rope, valid, vis & ~fixed, fixed, segments[-1].caches,
+                                 bounds[s - 1])
+                chosen = chooser.method.llm_select(chooser.options, view, inputs.llm_keep[:, s - 1])
+                chosen = (chosen & view.visual) | fixed
+                index, valid_next = compact(valid & (~vis | chosen), lengths[s])
+            x, add = _take(x, index, 1), _additions(add, index)
+            rope = tuple(_take(r, index, 1) for r in rope)
+            origin, vis, cand, fixed = (_take(a, index, 1) for a in (origin, vis, cand, fixed))
+            valid = valid_next
+            vis, cand, fixed = vis & valid, cand & valid, fixed & valid
+            attn_mask, bias = causal_mask(jnp.broadcast_to(jnp.arange(lengths[s]), valid.shape), valid), None
+        caches = _empty_caches(model, batch, lengths[s] + max_new, stop - start, embeds.dtype)
+        x, caches = run_layers(model, x, rope, attn_mask, start=start, stop=stop, caches=caches, write_index=0,
+                               additions=add, bias=bias, causal=not (hilo and s == 0))  # Hi-Lo's R sees later C
+        segments.append(Segment(caches, _room(valid, max_new)))
+    last = jnp.sum(valid, axis=1) - 1
     logits = model.head(_take(x, last[:, None], 1))[:, 0]
-    visual_seen = jnp.sum(_take(vis0, index1, 1) & valid1, axis=1)
-    origin = jnp.where(valid1, _take(index0, index1, 1), length)  # original position of each last-segment slot
+    visual_seen = jnp.sum(vis & valid, axis=1)
+    origin = jnp.where(valid, origin, length)  # original position of each last-segment slot
     kept = jnp.zeros((batch, length), bool).at[jnp.arange(batch)[:, None], origin].set(True, mode="drop")
     return (constrain_batch(logits), constrain_segments(model, segments), constrain_batch(visual_seen),
             constrain_batch(kept))
 
 
-PREFILL_STATIC = ("stage", "split", "length0", "length1", "max_new", "bias_value", "merge", "chooser")
+PREFILL_STATIC = ("stage", "splits", "lengths", "max_new", "bias_value", "merge", "chooser")
 prefill = nnx.jit(prefill_impl, static_argnames=PREFILL_STATIC)

@@ -175,8 +175,12 @@ class Method:
     flops(spec, n visual [B], width, text config, prompt tokens [B]) -> the method's own FLOPs [B].
     layer_option: the option holding the LLM layer where the method acts (AT_LLM_LAYER,
         BIAS_THEN_REMOVE); checked against the model's depth. None for BEFORE_LLM.
-    llm_select(layer, x [B, T, D], rope, valid [B, T], visual [B, T], keep [B]) -> bool [B, T]:
-        the AT_LLM_LAYER selection from the hidden states entering that layer.
+    layers(spec, n_layers) -> ascending LLM layers of a method that selects at several (PyramidDrop);
+        default: (the layer_option's value,).
+    stage_keep(spec, real [B], n_stages) -> [B, n_stages] visual tokens kept after each of those
+        selections (the last equals `budget`'s keep); default: the budget, one stage.
+    llm_select(options, view, keep [B]) -> bool [B, T]: the AT_LLM_LAYER selection from what the
+        engine's LayerView offers at that layer (hidden states entering it, its query row, cached keys).
     effective(spec, n_layers) -> stage actually run (Hi-Lo without candidates is BEFORE_LLM).
     selection_ignores: options the compiled selection never reads, mapped to a fixed value,
         so sweeping them reuses one compilation.
@@ -191,6 +195,8 @@ class Method:
     budget: Callable[[Any, TokenCounts], Budget] = proportional_budget
     flops: Callable = no_flops
     layer_option: str | None = None
+    layers: Callable[[Any, int], tuple] | None = None
+    stage_keep: Callable | None = None
     llm_select: Callable | None = None
     effective: Callable[[Any, int], str] | None = None
     selection_ignores: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -204,17 +210,38 @@ class Method:
         if self.stage != BEFORE_LLM and self.layer_option not in self.options:
             raise ValueError(f"method {self.name!r}: stage {self.stage} needs a `layer_option` among its options")
 
-    def stage_for(self, spec, n_layers: int) -> tuple[str, int]:
-        """(stage actually run, its LLM layer; 0 before the LLM) for this spec on an n_layers LLM."""
-        if self.layer_option is not None:
-            layer = spec.options[self.layer_option]
+    def stage_for(self, spec, n_layers: int) -> tuple[str, tuple[int, ...]]:
+        """(stage actually run, the LLM layers where tokens leave; () before the LLM) for this spec on
+        an n_layers LLM (ValueError naming the option for a layer the model does not have)."""
+        if self.layer_option is None:
+            layers = ()
+        elif self.layers is not None:
+            layers = tuple(self.layers(spec, n_layers))
+        else:
+            layers = (spec.options[self.layer_option],)
+        for layer in layers:
             if layer >= n_layers:
-                raise ValueError(f"{self.name}: {self.layer_option}={layer} but the LLM has {n_layers} layers "
-                                 f"(valid: 0..{n_layers - 1})")
+                raise ValueError(f"{self.name}: {self.layer_option}={spec.options[self.layer_option]!r} but the LLM "
+                                 f"has {n_layers} layers (valid: 0..{n_layers - 1})")
         stage = self.stage if self.effective is None else self.effective(spec, n_layers)
-        if stage == BEFORE_LLM:
-            return BEFORE_LLM, 0
-        return stage, spec.options[self.layer_option]
+        return (BEFORE_LLM, ()) if stage == BEFORE_LLM else (stage, layers)
+
+    def keeps(self, spec, budget: Budget, real: np.ndarray, n_stages: int) -> np.ndarray:
+        """[B, n_stages] visual tokens kept after each selection inside the LLM."""
+        if self.stage_keep is None:
+            return np.asarray(budget.keep)[:, None].repeat(max(n_stages, 1), axis=1)
+        return np.asarray(self.stage_keep(spec, real, n_stages))
+
+
+def layer_list(method: str, option: str, value: Any) -> tuple[int, ...]:
+    """A strictly increasing tuple (or list) of LLM layer indices >= 1; () means the method's default."""
+    if not isinstance(value, (tuple, list)) or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                                                  for v in value):
+        raise ValueError(f"{method}: option {option!r} must be a tuple of layer indices, got {_describe(value)}")
+    value = tuple(int(v) for v in value)
+    if any(v < 1 for v in value) or any(b <= a for a, b in zip(value, value[1:])):
+        raise ValueError(f"{method}: option {option!r} must be strictly increasing layer indices >= 1, got {value!r}")
+    return value
 
 
 def multi_resolution_error(name: str) -> ValueError:

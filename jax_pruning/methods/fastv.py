@@ -91,7 +91,7 @@ def score_flops(text, tokens):
         + 2.0 * np.multiply(tokens, q_width)
 
 
-def _llm_select(options, view, keep):
+def llm_select(options, view, keep):
     """At layer K: the last prompt token's attention row over the visual keys -> top-k per sample."""
     q_last, keys = view.last_query_and_keys()  # [B, H, hd], [B, T, Hkv, hd]
     row = jax.vmap(scores)(q_last, keys, view.valid)
@@ -103,6 +103,6 @@ METHOD = declaration.Method(
     stage=declaration.AT_LLM_LAYER,
     options={"layer": (2, declaration.LAYER)},
     layer_option="layer",
-    llm_select=_llm_select,
+    llm_select=llm_select,
     flops=lambda spec, n, width, text, tokens: score_flops(text, tokens),
 )

@@ -206,3 +206,20 @@ def layer_features(lm, prepared, b: int, layer: int, max_new: int = 0):
     keys = np.asarray(keys[0, :n]).reshape(n, -1)
     visual, newline, where = _visual_rows(prepared, b, rows)
     return rows, visual, newline, where, hidden, keys
+
+
+def tome_embeds(prepared, b: int, k: int):
+    """Sample b's embeddings [T, D] after ToMe on its real non-newline visual tokens alone (no
+    padding slots): each surviving token's row holds the size-weighted mean it represents.
+    -> (embeds, survivors' sequence positions, sorted)."""
+    from jax_pruning.methods import tome
+
+    vt = prepared.visual
+    embeds = np.array(prepared.inputs_embeds[b])
+    content = np.asarray(vt.valid[b]) & (np.asarray(vt.kind[b]) != KIND_NEWLINE)
+    where = np.asarray(vt.index[b])[content]
+    merged, _, index, slot_valid = tome.merge(embeds[where], k)
+    slot_valid = np.asarray(slot_valid)
+    survivors = where[np.asarray(index)[slot_valid]]
+    embeds[survivors] = np.asarray(merged)[slot_valid]
+    return embeds, np.sort(survivors)

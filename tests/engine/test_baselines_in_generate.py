@@ -92,3 +92,13 @@ def test_keeps_what_its_reference_picks_and_decodes_like_the_reference(family_se
         want = R.generate_one(model.language_model, prepared, out.visual_labels, b, NEW,
                               mode="fastv" if at_layer else "pre", split=split)
         np.testing.assert_array_equal(out.tokens[b], want, err_msg=f"sample {b} vs the cache-free reference")
+
+
+@pytest.mark.parametrize("keep_ratio", [0.3, 1.0])
+def test_pyramiddrop_with_one_stage_is_fastv(family_setup, keep_ratio):
+    _, _, model, inputs, _ = family_setup
+    pdrop = generate(model, inputs, jp.pruner("pyramiddrop", keep_ratio=keep_ratio, layers=(1,)), NEW, eos_token_id=[])
+    fastv = generate(model, inputs, jp.pruner("fastv", keep_ratio=keep_ratio, layer=1), NEW, eos_token_id=[])
+    np.testing.assert_array_equal(pdrop.visual_labels, fastv.visual_labels)
+    np.testing.assert_array_equal(pdrop.tokens, fastv.tokens)
+    assert [list(t) for t in pdrop.stats["kv_cache_tokens"]] == [list(t) for t in fastv.stats["kv_cache_tokens"]]

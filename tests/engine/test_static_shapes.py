@@ -65,23 +65,23 @@ def test_twenty_samples_five_sizes_compile_once_per_bucket(qwen):
     assert compile_count()["select"] == after["select"]
 
 
-@pytest.mark.parametrize("llm_stage,split", [(BEFORE_LLM, 0), (AT_LLM_LAYER, 1), (BIAS_THEN_REMOVE, 1)])
-def test_analytic_llm_flops_match_xla_cost_analysis(qwen, llm_stage, split):
+@pytest.mark.parametrize("llm_stage,splits", [(BEFORE_LLM, ()), (AT_LLM_LAYER, (1,)), (BIAS_THEN_REMOVE, (1,))])
+def test_analytic_llm_flops_match_xla_cost_analysis(qwen, llm_stage, splits):
     """The LLM prefill's matmul FLOPs at its padded shapes vs what XLA counts (within 10%)."""
     lm = qwen.language_model
     inputs = _batch(range(2))
     prepared = stage(qwen, inputs, 0)
     vt = prepared.visual
     length = prepared.inputs_embeds.shape[1]
-    length0, length1 = length, (length if llm_stage == BEFORE_LLM else length * 3 // 4)
+    lengths = (length,) if llm_stage == BEFORE_LLM else (length, length * 3 // 4)
     keep = jnp.asarray(vt.valid)
     cand = jnp.zeros_like(keep)
     if llm_stage == BIAS_THEN_REMOVE:  # half of the visual slots become candidates
         cand = keep & (jnp.arange(keep.shape[1]) % 2 == 0)
         keep = keep & ~cand
     graphdef, state = nnx.split(lm)
-    chooser = jp.pruner("fastv", keep_ratio=1.0, layer=split) if llm_stage == AT_LLM_LAYER else None
-    statics = dict(stage=llm_stage, split=split, length0=length0, length1=length1, max_new=1, bias_value=0.0, merge=True,
+    chooser = jp.pruner("fastv", keep_ratio=1.0, layer=1) if llm_stage == AT_LLM_LAYER else None
+    statics = dict(stage=llm_stage, splits=splits, lengths=lengths, max_new=1, bias_value=0.0, merge=True,
                    chooser=chooser)
 
     def run(state, batch):
@@ -90,9 +90,9 @@ def test_analytic_llm_flops_match_xla_cost_analysis(qwen, llm_stage, split):
     batch = PrefillInputs(
         embeds=prepared.inputs_embeds, positions=prepared.position_ids, mask=prepared.attention_mask, additions=None,
         visual_index=jnp.asarray(vt.index), visual_valid=jnp.asarray(vt.valid), visual_image=jnp.asarray(vt.image),
-        keep_visual=keep, cand_visual=cand, fixed_visual=jnp.zeros_like(keep), llm_keep=jnp.full((2,), 3, jnp.int32))
+        keep_visual=keep, cand_visual=cand, fixed_visual=jnp.zeros_like(keep), llm_keep=jnp.full((2, 1), 3, jnp.int32))
     cost = jax.jit(run).lower(state, batch).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    want = static_llm_flops(lm.text_config, 2, length0, length1, split, llm_stage, chooser)
+    want = static_llm_flops(lm.text_config, 2, lengths, splits, llm_stage, chooser)
     assert abs(cost["flops"] - want) <= 0.10 * want, (cost["flops"], want)
     assert set(statics) == set(PREFILL_STATIC)
