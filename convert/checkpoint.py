@@ -12,7 +12,11 @@ Layout of a converted folder:
 Everything is written into a hidden sibling temp folder and renamed to OUT_DIR
 at the very end (one `rename`, atomic on POSIX), so a crash or SIGKILL leaves
 nothing at OUT_DIR, only a temp folder that the next conversion next to it
-removes once its writer process is gone.
+removes once its writer process is gone. With overwrite=True the new folder and
+the old OUT_DIR are swapped in one step (Linux renameat2; elsewhere the old one
+is first renamed aside to a hidden folder carrying the writer's pid, removed the
+same way), so a kill leaves the old folder or the new one (or, without renameat2,
+none): never a mix.
 
 Params are saved with Orbax's partial save in groups of about `group_bytes`,
 so the whole model is never in memory at once.
@@ -35,6 +39,7 @@ PARSED_CONFIG = "model_config.json"
 MANIFEST = "conversion.json"
 FORMAT = "jaxprune-converted/1"
 _TEMP_TAG = ".converting-"
+_TRASH_TAG = ".old-"
 # Weight files are converted, never copied; every other small side file travels along.
 _NOT_COPIED = (HF_CONFIG, "model.safetensors.index.json", PARSED_CONFIG, MANIFEST)
 _SIDE_FILE_SUFFIXES = (".json", ".jinja", ".txt", ".model", ".tiktoken")
@@ -85,14 +90,16 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _remove_stale_temps(out: Path) -> None:
-    """Remove temp folders that killed conversions left in `out`'s parent (to any name there)."""
-    for temp in out.parent.glob(f".*{_TEMP_TAG}*"):
-        try:
-            pid = int(temp.name.rsplit(_TEMP_TAG, 1)[1].split("-")[0])
-        except (ValueError, IndexError):
-            continue
-        if temp.is_dir() and not _pid_alive(pid):
-            shutil.rmtree(temp, ignore_errors=True)
+    """Remove the temp folders (and renamed-aside old folders) that killed conversions left in `out`'s
+    parent, to any name there: `.NAME.converting-PID-*` / `.NAME.old-PID-*` whose process is gone."""
+    for tag in (_TEMP_TAG, _TRASH_TAG):
+        for temp in out.parent.glob(f".*{tag}*"):
+            try:
+                pid = int(temp.name.rsplit(tag, 1)[1].split("-")[0])
+            except (ValueError, IndexError):
+                continue
+            if temp.is_dir() and not _pid_alive(pid):
+                shutil.rmtree(temp, ignore_errors=True)
 
 
 def save_params_streaming(params_dir: Path, tensors: Iterable[tuple[str, np.ndarray]], group_bytes: int) -> int:
@@ -143,10 +150,11 @@ def write_converted(
 ) -> Path:
     """Write a converted folder atomically (see module docstring). Returns OUT_DIR."""
     out = Path(out_dir).absolute()
+    if out.parent.is_dir():
+        _remove_stale_temps(out)  # also when refusing below: a re-run after a kill leaves nothing stale
     if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
         raise FileExistsError(f"{out} already exists; remove it or pass overwrite=True (--overwrite)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(out)
     temp = out.parent / f".{out.name}{_TEMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     temp.mkdir()
     try:
@@ -163,10 +171,31 @@ def write_converted(
     return out
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
 def _replace(temp: Path, out: Path) -> None:
-    """Move the finished temp folder to `out`; an old `out` is removed only after."""
+    """Move the finished temp folder to `out`; an old `out` is removed only after.
+
+    Over an old folder: swapped in one step where the OS can (a kill leaves the old folder or the new
+    one at `out`, and a temp folder the next conversion removes); else renamed aside first (a kill
+    between the two renames leaves nothing at `out`)."""
     if out.exists() and any(out.iterdir()):
-        trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        if _exchange(temp, out):
+            shutil.rmtree(temp, ignore_errors=True)  # now the old folder, under the temp name
+            return
+        trash = out.parent / f".{out.name}{_TRASH_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         os.rename(out, trash)
         os.rename(temp, out)
         shutil.rmtree(trash, ignore_errors=True)
@@ -197,4 +226,24 @@ def read_params_sharded(path: str | os.PathLike, targets: dict) -> dict:
     path = Path(path)
     if not is_converted_dir(path):
         raise ValueError(f"{path} is not a converted checkpoint folder (no {MANIFEST}; was the conversion interrupted?)")
+    _check_saved(path, ocp.metadata(path / PARAMS_DIR).metadata, targets)
     return _flatten(ocp.load(path / PARAMS_DIR, _nest(targets)))
+
+
+def _check_saved(path: Path, metadata: dict, targets: dict) -> None:
+    """Saved shapes / dtypes against the targets, before Orbax restores (it would cast an integer array to a
+    float param without a word): one ValueError naming the folder and every param that does not fit."""
+    from convert.pipeline import is_floating
+
+    saved = _flatten(metadata)
+    problems = [f"missing: {p}" for p in sorted(set(targets) - set(saved))]
+    problems += [f"unexpected: {p}" for p in sorted(set(saved) - set(targets))]
+    for p in sorted(set(saved) & set(targets)):
+        got, want = saved[p], targets[p]
+        if tuple(got.shape) != tuple(want.shape):
+            problems.append(f"mis-shaped: {p}: got {tuple(got.shape)}, expected {tuple(want.shape)}")
+        elif is_floating(np.dtype(want.dtype)) and not is_floating(np.dtype(got.dtype)):
+            problems.append(f"wrong dtype: {p}: got {np.dtype(got.dtype).name}, expected {np.dtype(want.dtype).name}")
+    if problems:
+        raise ValueError(f"{path}: the saved params do not fit the model (convert it again with `jaxprune convert`): "
+                         + "; ".join(problems[:20]) + ("; ..." if len(problems) > 20 else ""))

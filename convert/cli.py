@@ -21,14 +21,18 @@ def build_parser(prog: str = "python -m convert") -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m convert") -> int:
-    """Run the converter; returns a process exit code (0 ok, 1 bad input)."""
+    """Run the converter; returns a process exit code (0 ok, 2 bad input, as `jaxprune convert`).
+
+    Bad input (a damaged or mismatched checkpoint, a missing folder, an existing OUT_DIR) is one
+    message on stderr naming the file, never a traceback."""
     args = build_parser(prog).parse_args(argv)
     try:
         out = convert_checkpoint(
             args.hf_dir, args.out_dir, args.dtype, overwrite=args.overwrite, progress=not args.quiet
         )
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError,
+            IsADirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return 2
     print(f"wrote {out}")
     return 0

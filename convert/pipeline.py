@@ -62,20 +62,22 @@ def plan_conversion(
     planned: dict[str, PlannedTensor] = {}
     unexpected: list[str] = []
     mismatched: dict[str, tuple[str, tuple, tuple]] = {}
+    mistyped: dict[str, tuple[str, str]] = {}
     for key in reader.keys():
         info = reader.tensors[key]
         match = keymap.match(key)
         if match is None:
-            unexpected.append(f"{key} (no rule)")
+            unexpected.append(f"{key} in {info.file.name} (no rule)")
             continue
         if match.target is None:  # dropped on purpose
             continue
         if match.target not in expected:
             if not match.rule.optional:
-                unexpected.append(f"{key} -> {match.target} (model has no such param)")
+                unexpected.append(f"{key} in {info.file.name} -> {match.target} (model has no such param)")
             continue
         if match.target in planned:
-            unexpected.append(f"{key} -> {match.target} (already filled from {planned[match.target].key})")
+            unexpected.append(f"{key} in {info.file.name} -> {match.target} (already filled from "
+                              f"{planned[match.target].key})")
             continue
         try:
             shape = match.transform.out_shape(info.shape)
@@ -84,10 +86,13 @@ def plan_conversion(
         want = tuple(expected[match.target])
         if shape != want:
             mismatched[match.target] = (key, shape, want)
+        if not is_floating(info.dtype):  # every param of our models is floating point
+            mistyped[match.target] = (key, info.dtype.name)
         planned[match.target] = PlannedTensor(key, match.target, match.transform, info.nbytes)
     missing = [p for p in expected if p not in planned]
-    if missing or unexpected or mismatched:
-        raise ConversionError(str(reader.folder), missing, unexpected, mismatched)
+    if missing or unexpected or mismatched or mistyped:
+        files = {info.key: info.file.name for info in reader.tensors.values()}
+        raise ConversionError(str(reader.folder), missing, unexpected, mismatched, mistyped, files)
     return list(planned.values())
 
 
@@ -141,8 +146,8 @@ def prepare(hf_dir: str | os.PathLike):
         keymap = keymap_for(model_type)
     except (ValueError, TypeError) as err:  # unsupported model_type: name the file and the supported ones
         raise ValueError(f"{hf_dir / 'config.json'}: {err}") from None
+    reader = SafetensorsReader(hf_dir)  # headers only: a damaged file is named before the (slower) config parse
     config = _load_config(hf_dir)
-    reader = SafetensorsReader(hf_dir)
     return config, reader, plan_conversion(reader, keymap, _expected_shapes(config))
 
 

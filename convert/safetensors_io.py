@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import struct
 from collections.abc import Iterator
@@ -58,42 +59,117 @@ class TensorInfo:
         return self.end - self.start
 
 
+_DAMAGED = "the file is damaged or incomplete: download or save it again"
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_entry(file: Path, key: str, entry) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    """(dtype, shape, begin, end) of one header entry; ValueError naming the file, the tensor and the field."""
+    where = f"{file}: tensor {key!r}"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: header entry is a JSON {type(entry).__name__}, not an object with "
+                         f"dtype, shape and data_offsets; {_DAMAGED}")
+    absent = [f for f in ("dtype", "shape", "data_offsets") if f not in entry]
+    if absent:
+        raise ValueError(f"{where}: header entry has no {', '.join(absent)}; {_DAMAGED}")
+    code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(code, str) or code not in DTYPES:
+        raise ValueError(f"{where}: unsupported dtype {code!r} (supported: {', '.join(DTYPES)}); "
+                         f"save the checkpoint with one of these dtypes")
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise ValueError(f"{where}: shape {shape!r} is not a list of non-negative integers; {_DAMAGED}")
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) and o >= 0 for o in offsets)
+            or offsets[0] > offsets[1]):
+        raise ValueError(f"{where}: data_offsets {offsets!r} is not [begin, end] with 0 <= begin <= end; {_DAMAGED}")
+    dtype = DTYPES[code]
+    begin, end = offsets
+    needed = math.prod(shape) * dtype.itemsize
+    if end - begin != needed:
+        raise ValueError(f"{where}: has {end - begin} bytes for shape {tuple(shape)} {code} ({needed} needed); "
+                         f"{_DAMAGED}")
+    return dtype, tuple(shape), begin, end
+
+
 def read_header(file: Path) -> dict[str, TensorInfo]:
-    """Parse and validate one file's header; catches truncated and corrupt files up front."""
+    """Parse and validate one file's header; catches truncated and corrupt files up front.
+
+    Every entry must be an object with a known dtype, a shape of non-negative integers and
+    [begin, end] offsets holding exactly that many bytes inside the file; no two tensors may
+    share bytes and no tensor name may appear twice. Any violation is a ValueError naming the
+    file (and the tensor), never a struct / JSON / NumPy error.
+    """
     size = file.stat().st_size
     with open(file, "rb") as f:
         raw_len = f.read(8)
         if len(raw_len) < 8:
-            raise ValueError(f"{file}: not a safetensors file (only {size} bytes, no header)")
+            raise ValueError(f"{file}: not a safetensors file (only {size} bytes, no header); {_DAMAGED}")
         (header_len,) = struct.unpack("<Q", raw_len)
         if header_len > min(_MAX_HEADER_BYTES, size - 8):
-            raise ValueError(f"{file}: corrupt or truncated safetensors header (header length {header_len}, file {size} bytes)")
-        try:
-            header = json.loads(f.read(header_len))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{file}: corrupt safetensors header: {err}") from None
+            raise ValueError(f"{file}: corrupt or truncated safetensors header (header length {header_len}, "
+                             f"file {size} bytes); {_DAMAGED}")
+        raw = f.read(header_len)
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as err:
+        raise ValueError(f"{file}: corrupt safetensors header: {err.args[0]!r} appears twice; {_DAMAGED}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"{file}: corrupt safetensors header ({err}); {_DAMAGED}") from None
     if not isinstance(header, dict):
-        raise ValueError(f"{file}: corrupt safetensors header (not a JSON object)")
+        raise ValueError(f"{file}: corrupt safetensors header (a JSON {type(header).__name__}, not an object); "
+                         f"{_DAMAGED}")
     data_start = 8 + header_len
     infos: dict[str, TensorInfo] = {}
     for key, entry in header.items():
         if key == "__metadata__":
             continue
-        try:
-            dtype = DTYPES[entry["dtype"]]
-            shape = tuple(int(d) for d in entry["shape"])
-            begin, end = (int(o) for o in entry["data_offsets"])
-        except KeyError as err:
-            raise ValueError(f"{file}: tensor {key!r} has unsupported or missing header field {err}") from None
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if end - begin != expected or begin < 0:
-            raise ValueError(f"{file}: tensor {key!r} has {end - begin} bytes for shape {shape} {entry['dtype']} ({expected} needed)")
+        dtype, shape, begin, end = _parse_entry(file, key, entry)
         if data_start + end > size:
-            raise ValueError(
-                f"{file}: truncated: tensor {key!r} ends at byte {data_start + end} but the file has {size} bytes"
-            )
+            raise ValueError(f"{file}: truncated: tensor {key!r} ends at byte {data_start + end} but the file has "
+                             f"{size} bytes; {_DAMAGED}")
         infos[key] = TensorInfo(key, file, dtype, shape, data_start + begin, data_start + end)
+    by_start = sorted((i for i in infos.values() if i.nbytes), key=lambda i: (i.start, i.end))
+    for prev, cur in zip(by_start, by_start[1:]):
+        if cur.start < prev.end:
+            raise ValueError(f"{file}: corrupt safetensors header: tensors {prev.key!r} and {cur.key!r} overlap "
+                             f"(bytes {cur.start}..{min(prev.end, cur.end)} belong to both); {_DAMAGED}")
     return infos
+
+
+def _read_weight_map(index: Path) -> dict[str, str]:
+    """The {tensor name: shard file name} map of a sharded checkpoint's index; ValueError naming the index."""
+    fix = "save the checkpoint again or fix the index by hand"
+    try:
+        raw = json.loads(index.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"{index}: not a valid safetensors index ({err}); {fix}") from None
+    weight_map = raw.get("weight_map") if isinstance(raw, dict) else None
+    if not isinstance(weight_map, dict):
+        what = "no weight_map" if isinstance(raw, dict) and "weight_map" not in raw else (
+            f"weight_map is a JSON {type(weight_map).__name__}" if isinstance(raw, dict)
+            else f"a JSON {type(raw).__name__}")
+        raise ValueError(f"{index}: not a valid safetensors index ({what}, not an object of tensor -> shard "
+                         f"file); {fix}")
+    for key, name in weight_map.items():
+        if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise ValueError(f"{index}: weight_map[{key!r}] = {name!r} is not a shard file name in "
+                             f"{index.parent}; {fix}")
+    return weight_map
 
 
 class SafetensorsReader:
@@ -106,21 +182,20 @@ class SafetensorsReader:
         for file in self.files:
             for key, info in read_header(file).items():
                 if key in self.tensors:
-                    raise ValueError(f"tensor {key!r} appears in both {self.tensors[key].file.name} and {file.name}")
+                    raise ValueError(f"{self.folder}: tensor {key!r} appears in both {self.tensors[key].file.name} and "
+                                     f"{file.name}; a shard is stale: download or save the checkpoint again")
                 self.tensors[key] = info
         self._check_index()
 
     def _find_files(self) -> list[Path]:
         index = self.folder / INDEX_FILE
         if index.is_file():
-            try:
-                self._weight_map = json.loads(index.read_text())["weight_map"]
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise ValueError(f"{index}: not a valid safetensors index ({err})") from None
+            self._weight_map = _read_weight_map(index)
             names = sorted(set(self._weight_map.values()))
             missing = [n for n in names if not (self.folder / n).is_file()]
             if missing:
-                raise FileNotFoundError(f"{index} names shard files that do not exist: {missing}")
+                raise FileNotFoundError(f"{index} names shard files that do not exist: {missing}; download the "
+                                        f"missing shards again, or fix the index's weight_map")
             return [self.folder / n for n in names]
         self._weight_map = None
         if (self.folder / SINGLE_FILE).is_file():
@@ -136,7 +211,8 @@ class SafetensorsReader:
         if wrong or unlisted:
             raise ValueError(
                 f"{self.folder / INDEX_FILE} disagrees with the shard headers: "
-                f"listed but not in that shard: {wrong[:20]}; in a shard but not listed: {unlisted[:20]}"
+                f"listed but not in that shard: {wrong[:20]}; in a shard but not listed: {unlisted[:20]}; "
+                f"the index or a shard is stale: download or save the checkpoint again"
             )
 
     def keys(self) -> list[str]:

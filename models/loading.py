@@ -26,7 +26,7 @@ def load(path: str | os.PathLike, dtype: Any = None, *, mesh=None, fsdp: bool = 
     from convert.checkpoint import read_manifest, read_params
     from convert.pipeline import cast_floats, load_hf_params, resolve_dtype
     from models.config import load_config
-    from models.params import abstract_model, load_flat_params
+    from models.params import abstract_model
 
     path = Path(path)
     converted = _is_converted(path)
@@ -40,7 +40,18 @@ def load(path: str | os.PathLike, dtype: Any = None, *, mesh=None, fsdp: bool = 
         np_dtype = resolve_dtype(dtype if dtype is not None else "float32")
         config, flat = load_hf_params(path, np_dtype)
     model = abstract_model(config, np_dtype)
-    return load_flat_params(model, cast_floats(flat, np_dtype))
+    return _fit(model, cast_floats(flat, np_dtype), path, converted)
+
+
+def _fit(model, flat, path: Path, converted: bool):
+    """load_flat_params, with an error naming the folder (the params in it do not fit its config)."""
+    from models.params import load_flat_params
+
+    try:
+        return load_flat_params(model, flat)
+    except ValueError as err:
+        fix = "convert it again with `jaxprune convert`" if converted else "check its config.json and weights"
+        raise ValueError(f"models.load: {path}: {err}\n({fix})") from None
 
 
 def _is_converted(path: Path) -> bool:
@@ -66,7 +77,7 @@ def _load_sharded(path: Path, converted: bool, dtype: Any, mesh, fsdp: bool):
     from convert.checkpoint import read_manifest, read_params_sharded
     from convert.pipeline import load_hf_params_sharded, resolve_dtype
     from models.config import load_config
-    from models.params import abstract_model, flat_param_shapes, load_flat_params
+    from models.params import abstract_model, flat_param_shapes
     from models.sharding import default_rules, param_shardings
 
     config = load_config(path)
@@ -82,7 +93,7 @@ def _load_sharded(path: Path, converted: bool, dtype: Any, mesh, fsdp: bool):
         flat = read_params_sharded(path, targets)
     else:
         _, flat = load_hf_params_sharded(path, np_dtype, shardings)
-    model = load_flat_params(model, flat)
+    model = _fit(model, flat, path, converted)
     # anything that is not a param (none today) goes everywhere, so jit sees one device set
     whole = NamedSharding(mesh, PartitionSpec())
     rest = nnx.state(model, nnx.Not(nnx.Param))

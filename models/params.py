@@ -59,10 +59,17 @@ def load_flat_params(model: nnx.Module, flat: Mapping[str, np.ndarray]) -> nnx.M
         for p, v in expected.items()
         if p in flat and tuple(np.shape(flat[p])) != tuple(v.get_value().shape)
     ]
-    if missing or unexpected or misshaped:
+    mistyped = [  # an integer / bool array where the model has a float param: never cast silently
+        f"{p}: got {np.dtype(flat[p].dtype).name}, expected {np.dtype(v.get_value().dtype).name}"
+        for p, v in expected.items()
+        if p in flat and hasattr(flat[p], "dtype") and jnp.issubdtype(v.get_value().dtype, jnp.inexact)
+        and not jnp.issubdtype(flat[p].dtype, jnp.inexact)
+    ]
+    if missing or unexpected or misshaped or mistyped:
         lines = [f"missing: {', '.join(missing)}" if missing else "",
                  f"unexpected: {', '.join(unexpected)}" if unexpected else "",
-                 f"mis-shaped: {'; '.join(misshaped)}" if misshaped else ""]
+                 f"mis-shaped: {'; '.join(misshaped)}" if misshaped else "",
+                 f"wrong dtype: {'; '.join(mistyped)}" if mistyped else ""]
         raise ValueError("params do not fit the model:\n" + "\n".join(x for x in lines if x))
     for path, var in entries:
         var.set_value(jnp.asarray(flat[_path(path)]))

@@ -9,6 +9,7 @@ size (FIGSIZE x DPI) so reports line up.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections import defaultdict
@@ -19,6 +20,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from jax_pruning.eval.records import write_atomic  # noqa: E402
 
 FIGSIZE = (6.4, 4.0)
 DPI = 100
@@ -83,8 +86,9 @@ def _plot(summaries: Sequence[dict], key: str, *, metric: bool, ylabel: str, tit
         ax.grid(True, alpha=0.3)
         if lines or references:
             ax.legend(loc="best", fontsize="small")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png", dpi=DPI)  # no bbox_inches="tight": keeps the pixel size fixed
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=DPI)  # no bbox_inches="tight": keeps the pixel size fixed
+        write_atomic(path, png.getvalue())  # a run killed mid-write leaves the old plot or none, never half
     finally:
         plt.close(fig)
     return path

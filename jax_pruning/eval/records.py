@@ -6,7 +6,7 @@ mid-write can leave a truncated last line: `read_records(..., repair=True)`
 drops it (cutting the file back to the last complete line) so the resumed run
 appends cleanly after it. Summaries are written to a temporary file in the same
 folder and moved into place with os.replace: a reader sees the old file or the
-new one, never half of one.
+new one, never half of one (plots go the same way).
 """
 
 from __future__ import annotations
@@ -79,14 +79,39 @@ def append_records(fh: IO[str], records: Iterable[dict]) -> None:
     os.fsync(fh.fileno())
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` to `path` through a temp file in the same folder + os.replace."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Temp files of `path` (".NAME.PID-*.tmp") that a killed writer left behind."""
+    for temp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            pid = int(temp.name[len(path.name) + 2:].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            temp.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | os.PathLike, content: str | bytes) -> Path:
+    """Write `content` (text, or bytes such as a PNG) to `path` through a temp file in the same folder +
+    os.replace: a reader, or a run killed at any point, sees the old file or the new one, never half of
+    one. A temp file a killed writer left behind is removed by the next write of the same path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w",
+                       **({} if isinstance(content, bytes) else {"encoding": "utf-8"})) as fh:
+            fh.write(content)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -124,7 +124,7 @@ def test_cli_main(tmp_path, capsys):
     out = tmp_path / "out"
     assert main([str(hf_dir), str(out), "--dtype", "bfloat16", "--quiet"]) == 0
     assert read_manifest(out)["dtype"] == "bfloat16"
-    assert main([str(hf_dir), str(out), "--quiet"]) == 1
+    assert main([str(hf_dir), str(out), "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main([str(hf_dir), str(out), "--quiet", "--overwrite"]) == 0
     assert read_manifest(out)["dtype"] == "float32"
