@@ -21,7 +21,7 @@ import jax_pruning as jp
 from jax_pruning.eval.prompts import build_prompt
 from jax_pruning.eval.records import write_atomic
 from jax_pruning.eval.runner import run_eval
-from jax_pruning.engine.generate import PromptTooLong
+from jax_pruning.engine.generate import RowsError
 from jax_pruning.eval.samples import Sample, SampleError
 
 
@@ -45,7 +45,7 @@ def predictor(model, processor, pruner, *, max_new_tokens: int = 8, mesh=None,
         start = time.perf_counter()
         try:
             out = jp.generate(model, inputs, pruner, max_new_tokens, mesh=mesh)
-        except PromptTooLong as err:  # that sample fails (recorded with the reason); the batch is retried
+        except RowsError as err:  # that sample fails (too long, NaN; recorded with the reason); the batch is retried
             failure = SampleError(str(err))
             failure.sample_id = samples[err.rows[0]].id
             raise failure from None

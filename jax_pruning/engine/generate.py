@@ -116,12 +116,21 @@ def _check_rows(inputs) -> None:
 _WARNED_LONG = set()
 
 
-class PromptTooLong(ValueError):
-    """Prompt + max_new_tokens past max_position_embeddings; `rows` are the batch rows that do not fit."""
+class RowsError(ValueError):
+    """A problem confined to some batch rows (`rows`): an evaluation records those samples as failed
+    with this message and goes on with the others."""
 
     def __init__(self, message: str, rows: list[int]):
         super().__init__(message)
         self.rows = rows
+
+
+class PromptTooLong(RowsError):
+    """Prompt + max_new_tokens past max_position_embeddings; `rows` are the batch rows that do not fit."""
+
+
+class NonFinite(RowsError):
+    """NaN or inf in a row's embeddings or prefill logits: any selection made from them is meaningless."""
 
 
 def _check_length(config, next_position: np.ndarray, max_new: int) -> None:
@@ -144,8 +153,8 @@ def _check_length(config, next_position: np.ndarray, max_new: int) -> None:
 
 
 @jax.jit
-def _finite_rows(embeds):  # [B, T, D] -> bool [B]
-    return jnp.isfinite(embeds).all(axis=(1, 2))
+def _finite_rows(x):  # [B, ...] -> bool [B]
+    return jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1)
 
 
 def _check_finite(embeds, real_batch: int) -> None:
@@ -153,8 +162,20 @@ def _check_finite(embeds, real_batch: int) -> None:
     finite = to_host(_finite_rows(embeds))[:real_batch]
     if not finite.all():
         rows = np.flatnonzero(~finite).tolist()
-        raise ValueError(f"generate: the input embeddings of rows {rows} hold NaN or inf after the vision tower "
-                         f"(check the weights' dtype range and pixel_values)")
+        raise NonFinite(f"generate: the input embeddings of rows {rows} hold NaN or inf after the vision tower "
+                        f"(check the weights' dtype range and pixel_values)", rows)
+
+
+def _check_finite_logits(logits, real_batch: int, pruner) -> None:
+    """The prefill's flag: a row whose hidden states overflowed inside the LLM (where an at-layer method
+    scores) ends in non-finite logits; refuse it instead of answering from a meaningless selection."""
+    finite = to_host(_finite_rows(logits))[:real_batch]
+    if not finite.all():
+        rows = np.flatnonzero(~finite).tolist()
+        where = "" if pruner is None else f" (with {pruner.name}, whose selection then saw them too)"
+        raise NonFinite(f"generate: the LLM's hidden states of rows {rows} overflowed to NaN or inf during the "
+                        f"prefill{where}; check the weights' dtype range (float16 overflows; use bfloat16 or float32)",
+                        rows)
 
 
 def _pad_rows(inputs: dict, rows: int, pad: int) -> dict:
@@ -264,6 +285,7 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, stage: 
     )
     jax.block_until_ready(logits)
     prefill_seconds = time.perf_counter() - start
+    _check_finite_logits(logits, real_batch, pruner)
     # Keys each segment's cache holds per sample (read before decode takes the donated caches).
     kv_cache_tokens = [to_host(seg.key_valid.sum(axis=1))[:real_batch] for seg in segments]
 

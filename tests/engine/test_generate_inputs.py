@@ -86,3 +86,31 @@ def test_non_finite_vision_features_are_refused(tiny):
             jp.generate(model, inputs, jp.pruner("random", keep_ratio=0.5), 2)
     finally:
         kernel.set_value(saved)
+
+
+def test_overflow_inside_the_llm_is_refused_and_fails_only_that_sample_in_eval(tiny):
+    """A NaN born inside the LLM (where an at-layer method scores) is the prefill's flag: generate raises
+    NonFinite naming the rows; an evaluation records those samples as failed and goes on."""
+    from jax_pruning.engine.generate import NonFinite
+    from jax_pruning.eval.samples import Sample
+    from jax_pruning.sweep import predictor
+
+    model, processor = tiny
+    inputs = _inputs(processor)
+    layer = model.language_model.layers[0]
+    kernel = layer.mlp.down_proj.kernel
+    saved = kernel.get_value()
+    try:
+        kernel.set_value(saved.at[0, 0].set(np.inf))
+        with pytest.raises(NonFinite, match=r"rows \[0, 1\] overflowed .*with fastv"):
+            jp.generate(model, inputs, jp.pruner("fastv", keep_ratio=0.5, layer=1), 2)
+        predict = predictor(model, processor, jp.pruner("fastv", keep_ratio=0.5, layer=1), max_new_tokens=2)
+        from PIL import Image
+
+        sample = Sample(id="s0", question="what shape?", answers=["circle"], task="exact_match",
+                        load_image=lambda: Image.new("RGB", (32, 32), "red"))
+        with pytest.raises(Exception) as failure:
+            predict([sample, sample])
+        assert getattr(failure.value, "sample_id", None) == "s0" and "overflowed" in str(failure.value)
+    finally:
+        kernel.set_value(saved)
