@@ -47,6 +47,14 @@ def _to_jax(tensor, dtype):
     return x
 
 
+def _numpy_dtype(torch_dtype) -> np.dtype:
+    """The NumPy (or ml_dtypes) dtype of a torch dtype, for the conversion's dtype check."""
+    import ml_dtypes
+    import torch
+
+    return np.dtype(ml_dtypes.bfloat16) if torch_dtype == torch.bfloat16 else np.dtype(str(torch_dtype).removeprefix("torch."))
+
+
 def ours_from_hf(hf, config, dtype):
     """Our model with the HF model's weights: the converter's key map and checks (plan_conversion) over the
     in-memory state dict, each tensor moved with DLPack and transposed on the device."""
@@ -58,7 +66,8 @@ def ours_from_hf(hf, config, dtype):
 
     state = hf.state_dict()
     reader = types.SimpleNamespace(folder="<in-memory HF model>", keys=state.keys, tensors={
-        k: types.SimpleNamespace(shape=tuple(v.shape), nbytes=v.numel() * v.element_size()) for k, v in state.items()})
+        k: types.SimpleNamespace(shape=tuple(v.shape), nbytes=v.numel() * v.element_size(), dtype=_numpy_dtype(v.dtype))
+        for k, v in state.items()})
     model = abstract_model(config, dtype)
     plan = plan_conversion(reader, keymap_for(config.model_type), flat_param_shapes(model))
     flat = {}

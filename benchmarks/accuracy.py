@@ -27,8 +27,9 @@ from jax_pruning.demo import DEMO_MODELS, layer_options
 
 RESULTS = Path(__file__).resolve().parent / "results" / "amd-epyc-2c" / "accuracy"
 KEEP_RATIOS = (0.5, 0.25, 0.1, 0.05)
-METHODS = {"tiny_llava_next": ("mr_pruner", "hilo", "fastv", "gprune", "tome", "random"),
-           "tiny_qwen2_vl": ("hilo", "fastv", "tome", "random")}
+BASELINES_2025 = ("pyramiddrop", "dart", "divprune", "cdpruner")
+METHODS = {"tiny_llava_next": ("mr_pruner", "hilo", "fastv", "gprune", "tome", "random") + BASELINES_2025,
+           "tiny_qwen2_vl": ("hilo", "fastv", "tome", "random") + BASELINES_2025}
 ABLATIONS = {  # at keep 0.1: (label, method, options)
     "tiny_llava_next": (("MR-Pruner w/o IR", "mr_pruner", {"intra": False}),
                         ("MR-Pruner w/o CR", "mr_pruner", {"cross": False}),

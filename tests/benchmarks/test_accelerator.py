@@ -105,7 +105,7 @@ def test_plan_order_and_estimates_skip_what_does_not_fit():
                     ("throughput", "hilo@0.1 b8")]
     assert [t.tier for t in llava] == sorted(t.tier for t in llava)
     prefill = [t.config for t in llava if t.kind == "prefill"]
-    assert len(prefill) == len(set(prefill)) == 1 + 6 * 3  # every method at every keep, once
+    assert len(prefill) == len(set(prefill)) == 1 + len(acc.METHODS) * 3  # every method at every keep, once
     assert {t.batch for t in llava if t.kind == "throughput"} == {1, 8, 32}
     assert [t.config for t in llava if t.kind.startswith("hf")] == [
         "hf:full_forward", "hf:lm:unpruned", "hf:lm:random@0.1", "hf:lm:random@0.25", "hf:lm:random@0.5"]
