@@ -32,8 +32,10 @@ def layer_options(method: str, n_layers: int) -> dict:
     """A method that acts inside the LLM acts at layer min(2, depth - 1) of a shallow model."""
     from jax_pruning.methods import lookup
 
-    option = lookup(method).layer_option
-    return {} if option is None else {option: min(2, n_layers - 1)}
+    declared = lookup(method)
+    if declared.layer_option is None or declared.layers is not None:  # none, or its own rule for the depth
+        return {}
+    return {declared.layer_option: min(2, n_layers - 1)}
 
 
 def run_demo(out_dir: str = "jaxprune-demo", limit: int = 100, batch_size: int = 20) -> int:
