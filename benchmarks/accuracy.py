@@ -95,7 +95,7 @@ def markdown(results: list[dict], meta: dict, keep_ratios=KEEP_RATIOS, methods=N
     which = ("the full test split" if meta.get("full_split") else f"random subset, seed {meta['seed']}")
     lines = [f"# Accuracy vs keep ratio on easy-VQA ({meta['machine']})", "",
              f"{meta['questions']} test questions ({which}), exact match (%), greedy, "
-             f"JAX float32. Ablations at keep 0.1.", ""]
+             f"JAX float32." + (" Ablations at keep 0.1." if meta.get("ablations") else ""), ""]
     for r in results:
         unpruned = next(s for s in r["runs"] if s["method"] == "none")
         acc = lambda s: s["metrics"][s["primary_metric"]]
