@@ -79,7 +79,8 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
     return flat
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a temp file or folder tagged with it may still be in use)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -98,7 +99,7 @@ def _remove_stale_temps(out: Path) -> None:
                 pid = int(temp.name.rsplit(tag, 1)[1].split("-")[0])
             except (ValueError, IndexError):
                 continue
-            if temp.is_dir() and not _pid_alive(pid):
+            if temp.is_dir() and not pid_alive(pid):
                 shutil.rmtree(temp, ignore_errors=True)
 
 

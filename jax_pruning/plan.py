@@ -358,10 +358,9 @@ class Tokens:
 def plan_tokens(config, visual_tokens: int, prompt_tokens: int, new_tokens: int, pruner=None) -> Tokens:
     """The engine's own arithmetic on a synthetic batch of identical samples."""
     from jax_pruning.engine.buckets import bucket
-    from jax_pruning.engine.budgets import compute_budgets, sequence_slots
+    from jax_pruning.engine.budgets import compute_budgets, segment_tokens, sequence_slots
     from jax_pruning.engine.generate import check_family, stage_of
     from jax_pruning.engine.prefill import segment_layout
-    from jax_pruning.methods.declaration import BIAS_THEN_REMOVE
 
     if prompt_tokens < 1:
         raise ValueError(f"prompt tokens must be >= 1, got {prompt_tokens}")
@@ -380,9 +379,7 @@ def plan_tokens(config, visual_tokens: int, prompt_tokens: int, new_tokens: int,
     full = prompt_tokens + n_visual
     length = bucket(full, 16)
     seen = prompt_tokens + int(budgets.seen[0])
-    entering = seen + (int(budgets.candidates[0]) if stage == BIAS_THEN_REMOVE else 0)
-    stage_seen = prompt_tokens + int(budgets.newlines[0]) + budgets.stage_keep
-    lengths = sequence_slots(stage, length, np.array([full]), np.array([seen]), np.array([entering]), stage_seen)
+    lengths = sequence_slots(length, segment_tokens(stage, budgets, np.array([prompt_tokens])))
     segments = tuple((start, stop, base + new_tokens)
                      for start, stop, base in segment_layout(stage, splits, n_layers, lengths))
     return Tokens(text=prompt_tokens, visual=n_visual, visual_capacity=bucket(n_visual, 16), length=length,

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from jax_pruning.engine.buckets import bucket
-from jax_pruning.methods.declaration import BEFORE_LLM, AT_LLM_LAYER, TokenCounts, multi_resolution_error
+from jax_pruning.methods.declaration import BEFORE_LLM, BIAS_THEN_REMOVE, TokenCounts, multi_resolution_error
 from jax_pruning.registry import PrunerSpec
 from models.visual_tokens import KIND_BASE, KIND_NEWLINE, KIND_TILE, VisualTokens
 
@@ -72,18 +72,19 @@ def compute_budgets(spec: PrunerSpec | None, tokens: VisualTokens, n_stages: int
                    as32(newline), as32(real), as32(stage_keep))
 
 
-def sequence_slots(stage: str, length: int, full, seen, entering, stage_seen=None) -> tuple[int, ...]:
-    """The prefill's bucketed sequence slots per segment (one more than the layers where tokens leave).
-
-    length: the staged (bucketed) prompt length; full, seen, entering [B]: real tokens per sample,
-    those the last layers see (text + kept visual), those entering the first layers (Hi-Lo: + its
-    candidates C); stage_seen [B, S]: an at-layer method's tokens after each of its S selections
-    (default: seen, one selection). One formula for the engine and the memory planner (jax_pruning/plan.py).
-    """
-    slots = lambda n: min(bucket(int(np.max(n, initial=1)), 16), length)  # noqa: E731
+def segment_tokens(stage: str, budgets, text_tokens: np.ndarray) -> list[np.ndarray]:
+    """Tokens each prefill segment's layers process per sample [B] (see prefill.py's stages)."""
+    seen = text_tokens + budgets.seen
     if stage == BEFORE_LLM:
-        return (slots(entering),)
-    if stage == AT_LLM_LAYER:
-        stage_seen = np.asarray(seen)[:, None] if stage_seen is None else np.asarray(stage_seen)
-        return (slots(full), *(slots(stage_seen[:, s]) for s in range(stage_seen.shape[1])))
-    return (slots(entering), slots(seen))
+        return [seen]
+    if stage == BIAS_THEN_REMOVE:
+        return [seen + budgets.candidates, seen]
+    fixed = text_tokens + budgets.newlines
+    return [fixed + budgets.real] + [fixed + budgets.stage_keep[:, s] for s in range(budgets.stage_keep.shape[1])]
+
+
+def sequence_slots(length: int, per_segment) -> tuple[int, ...]:
+    """The prefill's bucketed sequence slots per segment: each segment's largest real token count
+    (`segment_tokens`) rounded up to a bucket, at most the staged prompt length `length`. One formula
+    for the engine and the memory planner (jax_pruning/plan.py)."""
+    return tuple(min(bucket(int(np.max(n, initial=1)), 16), length) for n in per_segment)

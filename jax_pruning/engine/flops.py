@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from jax_pruning.engine.flops_vision import vision_flops  # noqa: F401  (re-exported: flops.vision_flops)
-from jax_pruning.methods.declaration import AT_LLM_LAYER, BEFORE_LLM, BIAS_THEN_REMOVE
+from jax_pruning.engine.budgets import segment_tokens
+from jax_pruning.methods.declaration import AT_LLM_LAYER, BEFORE_LLM
 
 
 def llm_layer_flops(text, n: np.ndarray | int, keys: np.ndarray | int | None = None):
@@ -37,17 +38,6 @@ def prune_flops(spec, n: np.ndarray, width: int, text, tokens=None) -> np.ndarra
     if spec is None:
         return np.zeros_like(np.asarray(n), dtype=float)
     return np.asarray(spec.method.flops(spec, n, width, text, n if tokens is None else tokens), float)
-
-
-def segment_tokens(stage: str, budgets, text_tokens: np.ndarray) -> list[np.ndarray]:
-    """Tokens each prefill segment's layers process per sample [B] (see prefill.py's stages)."""
-    seen = text_tokens + budgets.seen
-    if stage == BEFORE_LLM:
-        return [seen]
-    if stage == BIAS_THEN_REMOVE:
-        return [seen + budgets.candidates, seen]
-    fixed = text_tokens + budgets.newlines
-    return [fixed + budgets.real] + [fixed + budgets.stage_keep[:, s] for s in range(budgets.stage_keep.shape[1])]
 
 
 def _layer_counts(splits, n_layers: int) -> list[int]:

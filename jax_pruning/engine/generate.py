@@ -33,7 +33,7 @@ import numpy as np
 
 from jax_pruning.engine import flops as flops_model
 from jax_pruning.engine.batch import PrefillInputs
-from jax_pruning.engine.budgets import compute_budgets, sequence_slots
+from jax_pruning.engine.budgets import compute_budgets, segment_tokens, sequence_slots
 from jax_pruning.engine.decode import decode
 from jax_pruning.engine.prefill import prefill, segment_layout
 from jax_pruning.engine.traces import compile_count
@@ -73,7 +73,7 @@ def check_family(spec: PrunerSpec | None, config) -> None:
         raise multi_resolution_error(spec.name)
 
 
-def _select(spec, stage: str, prepared, budgets):
+def _select(spec, stage: str, prepared, budgets, mask: np.ndarray):
     """Before-LLM selection -> (embeds, keep [B, Nv], candidates [B, Nv]), split over "data" under a mesh."""
     vt = prepared.visual
     embeds = prepared.inputs_embeds
@@ -87,7 +87,7 @@ def _select(spec, stage: str, prepared, budgets):
         keep, merged = merge_tokens(spec, features, valid, np.asarray(vt.kind), budgets.keep)
         return place_visual(embeds, merged, jax.tree.map(place_batch, vt)), keep, none
     rows = global_rows(np.asarray(vt.row), np.asarray(vt.image), valid)
-    text = instruction_tokens(to_host(prepared.attention_mask), np.asarray(vt.index), valid)
+    text = instruction_tokens(mask, np.asarray(vt.index), valid)
     keep, cand = select_masks(spec, features, *map(place_batch, (valid, vt.kind, rows, vt.col, budgets.keep,
                                                                 budgets.keep_low, budgets.keep_high,
                                                                 budgets.candidates)), embeds, place_batch(text))
@@ -255,18 +255,15 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, stage: 
     _check_finite(prepared.inputs_embeds, real_batch)
     budgets = compute_budgets(pruner, vt, n_stages=len(splits))
 
+    mask = to_host(prepared.attention_mask).astype(bool)
     start = time.perf_counter()
-    embeds, keep, cand = _select(pruner, stage, prepared, budgets)
+    embeds, keep, cand = _select(pruner, stage, prepared, budgets, mask)
     jax.block_until_ready((embeds, keep, cand))
     prune_seconds = time.perf_counter() - start
 
-    mask = to_host(prepared.attention_mask).astype(bool)
     length = mask.shape[1]
     text = mask.sum(axis=1) - np.asarray(vt.valid).sum(axis=1)
-    seen = text + budgets.seen
-    entering = seen + (budgets.candidates if stage == BIAS_THEN_REMOVE else 0)
-    stage_seen = (text + budgets.newlines)[:, None] + budgets.stage_keep
-    lengths = sequence_slots(stage, length, mask.sum(axis=1), seen, entering, stage_seen)
+    lengths = sequence_slots(length, segment_tokens(stage, budgets, text))
 
     batch = PrefillInputs(
         embeds=embeds, positions=prepared.position_ids, mask=prepared.attention_mask,

@@ -19,6 +19,8 @@ from typing import IO, Iterable
 
 import numpy as np
 
+from convert.checkpoint import pid_alive
+
 
 def _jsonable(value):
     """json.dumps fallback for NumPy/JAX scalars and arrays the engine hands back."""
@@ -79,16 +81,6 @@ def append_records(fh: IO[str], records: Iterable[dict]) -> None:
     os.fsync(fh.fileno())
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale_temps(path: Path) -> None:
     """Temp files of `path` (".NAME.PID-*.tmp") that a killed writer left behind."""
     for temp in path.parent.glob(f".{path.name}.*.tmp"):
@@ -96,7 +88,7 @@ def _remove_stale_temps(path: Path) -> None:
             pid = int(temp.name[len(path.name) + 2:].split("-", 1)[0])
         except ValueError:
             continue
-        if pid != os.getpid() and not _pid_alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             temp.unlink(missing_ok=True)
 
 

@@ -143,16 +143,10 @@ def select_with_targets(
 
 
 def _check_select(cls_attention, keys, hidden, dominant, contextual, valid, cls_first, where) -> int:
-    checks.check_array(cls_attention, "cls_attention", where, rank=2, kind="float")
     checks.check_array(keys, "keys", where, rank=2, kind="float")
     checks.check_array(hidden, "hidden", where, rank=2, kind="float")
     n = hidden.shape[0]
-    if cls_attention.shape[1] != n:
-        raise ValueError(f"{where}: `cls_attention` must have {n} columns (one per token of `hidden`), "
-                         f"got shape {tuple(cls_attention.shape)}")
-    if cls_attention.shape[0] < 1:
-        raise ValueError(f"{where}: `cls_attention` must have at least one head, got shape "
-                         f"{tuple(cls_attention.shape)}")
+    checks.check_cls_attention(cls_attention, n, "hidden", where)
     if keys.shape[0] != n:
         raise ValueError(f"{where}: `keys` must have {n} rows like `hidden`, got shape {tuple(keys.shape)}")
     checks.check_mask(valid, "valid", where, n)

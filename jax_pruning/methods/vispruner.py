@@ -108,15 +108,9 @@ def select(
     important_ratio: static float in [0, 1]; valid: real tokens, default all.
     """
     where = "vispruner.select"
-    checks.check_array(cls_attention, "cls_attention", where, rank=2, kind="float")
     checks.check_array(features, "features", where, rank=2, kind="float")
     n = features.shape[0]
-    if cls_attention.shape[1] != n:
-        raise ValueError(f"{where}: `cls_attention` must have {n} columns (one per token of `features`), "
-                         f"got shape {tuple(cls_attention.shape)}")
-    if cls_attention.shape[0] < 1:
-        raise ValueError(f"{where}: `cls_attention` must have at least one head, got shape "
-                         f"{tuple(cls_attention.shape)}")
+    checks.check_cls_attention(cls_attention, n, "features", where)
     checks.check_mask(valid, "valid", where, n)
     checks.check_count(k, "k", where, upper=n)
     if checks.is_traced(important_ratio):

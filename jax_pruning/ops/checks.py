@@ -99,6 +99,17 @@ def check_same_width(a, b, name_a: str, name_b: str, where: str):
         )
 
 
+def check_cls_attention(cls_attention, n: int, tokens_name: str, where: str):
+    """A [H >= 1, n] attention row per head over the n tokens of `tokens_name`."""
+    check_array(cls_attention, "cls_attention", where, rank=2, kind="float")
+    if cls_attention.shape[1] != n:
+        raise ValueError(f"{where}: `cls_attention` must have {n} columns (one per token of `{tokens_name}`), "
+                         f"got shape {tuple(cls_attention.shape)}")
+    if cls_attention.shape[0] < 1:
+        raise ValueError(f"{where}: `cls_attention` must have at least one head, got shape "
+                         f"{tuple(cls_attention.shape)}")
+
+
 def check_real(value, name: str, where: str, *, low=None, high=None, low_open=False):
     """A static float option (threshold, temperature, ...) inside a range."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
