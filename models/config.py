@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -75,8 +76,13 @@ class TextConfig:
                 f"num_attention_heads={self.num_attention_heads} is not a multiple of "
                 f"num_key_value_heads={self.num_key_value_heads}"
             )
-        if self.rope_kind.startswith("mrope") and sum(self.mrope_section) != self.head_dim // 2:
-            raise ValueError(f"mrope_section {self.mrope_section} must sum to head_dim/2 = {self.head_dim // 2}")
+        if self.rope_kind == "mrope" and sum(self.mrope_section) != self.head_dim // 2:
+            # HF splits the head_dim/2 frequencies by these sizes (torch.split), which fails on any other sum.
+            raise ValueError(f"mrope_section {self.mrope_section} must sum to head_dim/2 = {self.head_dim // 2} "
+                             f"(HF's Qwen2/2.5-VL rotary embedding fails on any other sum too)")
+        if self.rope_kind == "mrope_interleaved" and len(self.mrope_section) < 3:
+            raise ValueError(f"mrope_section {self.mrope_section} needs (t, h, w) sizes: HF's interleaved M-RoPE "
+                             f"reads its entries 1 and 2")
 
     @property
     def uses_mrope(self) -> bool:
@@ -144,6 +150,32 @@ def _as_tuple(value) -> tuple[int, ...]:
     return tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
 
 
+def _mrope_section(model_type: str, kind: str, rope: dict, head_dim: int) -> tuple[int, ...]:
+    """The M-RoPE section sizes as given; for Qwen3-VL's interleaved layout a warning when HF does not
+    use them as written, naming what it uses instead.
+
+    HF (`Qwen3VLTextRotaryEmbedding.recomposition_frequencies`) writes axis h at frequencies
+    1, 4, ... below 3 * section[1] and axis w at 2, 5, ... below 3 * section[2], slices that stop at
+    head_dim/2 by themselves; every other frequency keeps axis t, so section[0] (and any entry past
+    the third) is never read. Sizes that do not fit are clamped this way without a word (its model
+    tester has head_dim 8 with sections (16, 8, 8)); `models.rope.frequency_axes` does the same.
+    """
+    section = _as_tuple(rope.get("mrope_section", _DEFAULT_MROPE_SECTION.get(model_type)))
+    half = head_dim // 2
+    if kind == "mrope_interleaved" and len(section) >= 3:
+        h, w = len(range(half)[1 : 3 * section[1] : 3]), len(range(half)[2 : 3 * section[2] : 3])
+        used = (half - h - w, h, w)
+        if used != section:
+            warnings.warn(
+                f"{model_type}: mrope_section {list(section)} does not fit the {half} rotary frequencies "
+                f"(head_dim/2) of the interleaved M-RoPE; as HF transformers does, it is clamped: the (t, h, w) "
+                f"axes drive {list(used)} frequencies",
+                UserWarning,
+                stacklevel=4,
+            )
+    return section
+
+
 def _text_config(model_type: str, hf, raw: dict) -> TextConfig:
     text = hf.get_text_config()
     rope = dict(getattr(text, "rope_parameters", None) or {})
@@ -176,7 +208,7 @@ def _text_config(model_type: str, hf, raw: dict) -> TextConfig:
         rope_low_freq_factor=float(rope.get("low_freq_factor", 1.0)),
         rope_high_freq_factor=float(rope.get("high_freq_factor", 4.0)),
         rope_original_max_position=int(rope.get("original_max_position_embeddings", 8192)),
-        mrope_section=_as_tuple(rope.get("mrope_section", _DEFAULT_MROPE_SECTION.get(model_type))),
+        mrope_section=_mrope_section(model_type, kind, rope, head_dim),
         qkv_bias=family_qkv_bias or attention_bias,
         o_bias=attention_bias and not family_qkv_bias,
         mlp_bias=bool(getattr(text, "mlp_bias", False)),

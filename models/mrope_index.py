@@ -11,6 +11,11 @@ Rules (per row, over the non-padding tokens only, in order):
   start + max(h', w') (HF's rule, whatever t is);
 - padding positions are 0; `rope_deltas[b] = max position + 1 - n_valid`,
   so decoding step s of row b sits at `n_valid + s + rope_deltas[b]`.
+Vision tokens under attention-mask padding are skipped like any padding
+(HF filters by the mask first): their grids are not consumed, so a later
+unmasked run takes the next grid in order, HF's shared grid iterator; both
+are warned about. A row whose runs do not add up to its grids is an error
+(HF's positions would not fit it).
 Family differences: Qwen2.5-VL videos space frames by
 `tokens_per_second * second_per_grid_ts`; Qwen3-VL splits each video into
 t single-frame grids (its prompts separate frames by timestamps).
@@ -19,6 +24,7 @@ t single-frame grids (its prompts separate frames by timestamps).
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -103,14 +109,20 @@ def get_rope_index(
     queues = {IMAGE: list(zip(images, [1.0] * len(images))), VIDEO: list(zip(videos, intervals))}
     used = {IMAGE: 0, VIDEO: 0}
     names = {IMAGE: "image", VIDEO: "video"}
+    m = spatial_merge_size
+    # Which grid each vision token's own image has (features go by input_ids, mask or not): the k-th
+    # token of a kind in the batch belongs to the image whose token range holds k.
+    ordinal = {k: (np.cumsum((types == k).reshape(-1)) - 1).reshape(types.shape) for k in queues}
+    bounds = {k: np.cumsum([g[0] * g[1] * g[2] // (m * m) for g, _ in queues[k]]) for k in queues}
+    hidden = (types != TEXT) & ~mask  # vision tokens under attention-mask padding
+    regrided = []  # (row, position, kind, own image, grid used): HF's grid order skipped a hidden image
 
     positions = np.zeros((3, batch, seq), np.int64)
     deltas = np.zeros((batch, 1), np.int64)
-    m = spatial_merge_size
     for b in range(batch):
-        row_types = types[b][mask[b]]
-        pieces, current = [], 0
-        offset = 0
+        where = np.flatnonzero(mask[b])  # HF keeps the unmasked tokens only
+        row_types = types[b][where]
+        pieces, current, offset, mismatches = [], 0, 0, []
         for kind, run in itertools.groupby(row_types.tolist()):
             length = len(list(run))
             if kind == TEXT:
@@ -120,12 +132,15 @@ def get_rope_index(
                 if used[kind] >= len(queues[kind]):
                     raise ValueError(f"row {b}: more {names[kind]} token runs than {names[kind]} grids were given")
                 grid, interval = queues[kind][used[kind]]
+                own = int(np.searchsorted(bounds[kind], ordinal[kind][b, where[offset]], side="right"))
+                if own != used[kind] and hidden.any():
+                    regrided.append((b, int(where[offset]), names[kind], own, used[kind]))
                 used[kind] += 1
                 expected = grid[0] * grid[1] * grid[2] // (m * m)
                 if length != expected:
-                    raise ValueError(
-                        f"row {b}, tokens {offset}..{offset + length}: {length} {names[kind]} tokens but its "
-                        f"grid {grid} needs {expected}"
+                    mismatches.append(
+                        f"row {b}, tokens {where[offset]}..{where[offset + length - 1] + 1}: {length} "
+                        f"{names[kind]} tokens but its grid {grid} needs {expected}"
                     )
                 pieces.append(_vision_positions(current, grid, m, interval))
                 current += max(grid[1], grid[2]) // m
@@ -133,13 +148,36 @@ def get_rope_index(
                 raise ValueError(f"row {b}: unknown mm_token_type_id {kind}")
             offset += length
         row_pos = np.concatenate(pieces, axis=1) if pieces else np.zeros((3, 0), np.int64)
-        positions[:, b, mask[b]] = row_pos
+        if row_pos.shape[1] != len(where):  # HF fails here (its positions do not fit the row)
+            hint = " (some of them are under attention-mask padding)" if hidden[b].any() else ""
+            raise ValueError(mismatches[0] + hint)
+        if mismatches:
+            warnings.warn(f"{'; '.join(mismatches)}: the row's counts add up, so HF positions the runs with "
+                          f"these grids anyway, and so do we", UserWarning, stacklevel=2)
+        positions[:, b, where] = row_pos
         deltas[b, 0] = (row_pos.max() + 1 if row_pos.size else 0) - row_pos.shape[1]
     for kind in (IMAGE, VIDEO):
-        if used[kind] != len(queues[kind]):
+        if used[kind] != len(queues[kind]) and not hidden[types == kind].any():
             raise ValueError(
                 f"{len(queues[kind])} {names[kind]} grids given but only {used[kind]} {names[kind]} token runs found"
             )
+    if hidden.any():
+        warnings.warn(
+            "image/video tokens under attention-mask padding: as HF transformers does, their features are still "
+            "written at their positions (by input_ids), but M-RoPE positions (HF's get_rope_index) skip them: "
+            "they get position 0, and the grids go in order to the unmasked token runs only",
+            UserWarning,
+            stacklevel=2,
+        )
+    if regrided:
+        b, at, name, own, took = regrided[0]
+        warnings.warn(
+            f"row {b}, token {at}: HF's get_rope_index positions {name} #{own} of the batch (counting from 0) "
+            f"with the grid of {name} #{took}, because an earlier {name} lies under attention-mask padding and "
+            f"its grid went to the next unmasked run; we do the same ({len(regrided)} run(s) affected)",
+            UserWarning,
+            stacklevel=2,
+        )
     return positions.astype(np.int32), deltas.astype(np.int32)
 
 

@@ -36,12 +36,13 @@ def inverse_frequencies(config: TextConfig) -> np.ndarray:  # [head_dim // 2] fl
 
 def frequency_axes(config: TextConfig) -> np.ndarray:  # [head_dim // 2] int: which M-RoPE axis drives each frequency
     half = config.head_dim // 2
-    if config.rope_kind == "mrope":
-        return np.repeat(np.arange(3), config.mrope_section)[:half]
+    section = config.mrope_section
+    if config.rope_kind == "mrope":  # HF: the i-th split of the frequencies takes axis i % 3 (any number of splits)
+        return np.repeat(np.arange(len(section)) % 3, section)[:half]
     axes = np.zeros(half, dtype=np.int64)
-    if config.rope_kind == "mrope_interleaved":
+    if config.rope_kind == "mrope_interleaved":  # HF's slices stop at half: oversized sections are clamped
         for axis in (1, 2):
-            axes[axis : config.mrope_section[axis] * 3 : 3] = axis
+            axes[axis : section[axis] * 3 : 3] = axis
     return axes
 
 

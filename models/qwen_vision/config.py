@@ -10,6 +10,7 @@ and the nested transformers-5 layout (`rope_parameters`, `in_channels`).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Mapping
 
 QWEN_VISION_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
@@ -31,7 +32,7 @@ class QwenVisionConfig:
     rope_theta: float = 10000.0
     # Qwen2.5-VL only
     window_size: int = 0  # in pixels; 0 = no window attention
-    fullatt_block_indexes: tuple[int, ...] = ()
+    fullatt_block_indexes: tuple[int, ...] = ()  # blocks < depth; the parser drops the rest, as HF ignores them
     tokens_per_second: float = 1.0
     # Qwen3-VL only
     num_position_embeddings: int = 0
@@ -97,6 +98,24 @@ def _rope_theta(d: Mapping[str, Any]) -> float:
     return float(params.get("rope_theta", d.get("rope_theta", 10000.0)))
 
 
+def _fullatt_blocks(d: Mapping[str, Any], depth: int) -> tuple[int, ...]:
+    """Qwen2.5-VL's full-attention blocks that exist. HF (`Qwen2_5_VisionTransformerPretrainedModel.forward`)
+    tests `layer_num in fullatt_block_indexes` for layer_num in range(depth), so any other index is never
+    hit and silently ignored (its model tester's depth-2 tower keeps the default (7, 15, 23, 31)); we
+    drop those indexes the same way and say so."""
+    given = tuple(int(i) for i in d.get("fullatt_block_indexes", (7, 15, 23, 31)))
+    ignored = [i for i in given if not 0 <= i < depth]
+    if ignored:
+        warnings.warn(
+            f"qwen2_5_vl vision_config: fullatt_block_indexes {ignored} are outside the tower's {depth} blocks "
+            f"(valid 0..{depth - 1}) and are ignored, as HF transformers ignores them: those blocks do not exist, "
+            f"the others keep window attention",
+            UserWarning,
+            stacklevel=3,
+        )
+    return tuple(i for i in given if 0 <= i < depth)
+
+
 def parse_qwen_vision_config(model_type: str, raw: Mapping[str, Any]) -> QwenVisionConfig:
     """Build the vision config of a Qwen-VL `config.json` (either layout)."""
     if model_type not in QWEN_VISION_FAMILIES:
@@ -130,7 +149,7 @@ def parse_qwen_vision_config(model_type: str, raw: Mapping[str, Any]) -> QwenVis
             out_hidden_size=int(_require(d, "out_hidden_size")),
             hidden_act=str(d.get("hidden_act", "silu")),
             window_size=int(d.get("window_size", 112)),
-            fullatt_block_indexes=tuple(int(i) for i in d.get("fullatt_block_indexes", (7, 15, 23, 31))),
+            fullatt_block_indexes=_fullatt_blocks(d, common["depth"]),
             tokens_per_second=float(d.get("tokens_per_second", 4)),
         )
     return QwenVisionConfig(

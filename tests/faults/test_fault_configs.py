@@ -64,8 +64,15 @@ def test_model_type_of_another_family(folder, tmp_path):
 
 
 def test_model_type_of_a_sibling_version(folder, tmp_path):
+    """Relabelled qwen2_5_vl, a 2-block tower whose default full-attention blocks (7, 15, 23, 31) do not
+    exist: HF ignores them, we too, with a warning. LLaVA's config then fails to parse (its M-RoPE
+    sections cannot split the head); Qwen2-VL's parses, as in HF, and its Qwen2-VL weights are refused."""
+    qwen = "qwen" in (folder / "config.json").read_text()
     _mutate(folder, lambda c: c.__setitem__("model_type", "qwen2_5_vl"))
-    _both_refuse(folder, tmp_path, r"config.json: .*model_type 'qwen2_5_vl'")
+    refusal = (r"does not match the model's parameters(.|\n)*check that config.json describes" if qwen
+               else r"config.json: .*model_type 'qwen2_5_vl'")
+    with pytest.warns(UserWarning, match=r"fullatt_block_indexes \[7, 15, 23, 31\] .* ignored"):
+        _both_refuse(folder, tmp_path, refusal)
 
 
 @pytest.mark.parametrize("key,value", [("num_hidden_layers", [3]), ("num_hidden_layers", 2.5),
