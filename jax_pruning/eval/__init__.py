@@ -1,4 +1,4 @@
-"""Evaluation harness: local datasets, task prompts, official metrics, a resumable runner, pictures.
+"""Evaluation harness: local datasets, task prompts, lmms-eval's metrics, a resumable runner, pictures.
 
     from jax_pruning.eval import open_dataset, build_prompt, score, run_eval, plot_sweep, save_overlay
     data = open_dataset("easy-vqa", split="test", limit=100)          # or ("pope", folder), ("jsonl", "x.jsonl")
@@ -11,14 +11,14 @@ is the engine side (see runner.py). Heavy imports (matplotlib, jax, pyarrow) hap
 from __future__ import annotations
 
 from jax_pruning.eval.datasets import DATASETS, TASKS, open_dataset
-from jax_pruning.eval.metrics import PRIMARY_METRIC, score
+from jax_pruning.eval.metrics import PRIMARY_METRIC, score, score_one
 from jax_pruning.eval.prompts import build_prompt, question_text
 from jax_pruning.eval.runner import run_eval, summarize_run
 from jax_pruning.eval.samples import Dataset, Sample, SampleError
 
 __all__ = ["DATASETS", "TASKS", "PRIMARY_METRIC", "Dataset", "Sample", "SampleError", "build_prompt",
            "open_dataset", "plot_sweep", "question_text", "run_eval", "save_kept_overlay",
-           "save_overlay", "score", "summarize_run", "sweep"]
+           "save_overlay", "score", "score_one", "summarize_run", "sweep"]
 
 
 def __getattr__(attr: str):

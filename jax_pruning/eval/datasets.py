@@ -11,10 +11,10 @@ import json
 import os
 from pathlib import Path
 
+from jax_pruning.eval.metrics import TASKS
 from jax_pruning.eval.parquet import LAYOUTS, open_parquet
 from jax_pruning.eval.samples import Dataset, Sample, choose_rows, image_from_file
 
-TASKS = ("vqa", "exact_match", "pope", "mme", "multiple_choice")
 DATASETS = ("easy-vqa", "jsonl", *LAYOUTS)
 
 
@@ -23,7 +23,7 @@ def open_dataset(name: str, path: str | os.PathLike | None = None, *, split: str
     """A dataset by name (one of DATASETS). `path` is required for everything but easy-vqa.
 
     `limit` keeps the first n samples, or with `seed` a random n (in file order).
-    `task` overrides the scoring task of a JSONL file (default exact_match).
+    `task` sets the scoring task of a JSONL file (one of TASKS, default exact_match).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")

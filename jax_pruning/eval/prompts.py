@@ -2,8 +2,9 @@
 
 The instructions are the ones LLaVA's evaluation uses (short answer for VQA,
 yes/no for POPE and MME, the option letter for multiple choice), so scores are
-comparable with published numbers. The chat template comes from the model's
-own processor files (`Processor.chat_prompt`).
+comparable with published numbers; the tasks LLaVA does not cover (OK-VQA,
+VizWiz-VQA, ChartQA, OCRBench) take lmms-eval's default post-prompt. The chat
+template comes from the model's own processor files (`Processor.chat_prompt`).
 """
 
 from __future__ import annotations
@@ -11,14 +12,27 @@ from __future__ import annotations
 SHORT_ANSWER = "Answer the question using a single word or phrase."
 YES_NO = "Please answer yes or no."
 LETTER = "Answer with the option's letter from the given choices directly."
+UNANSWERABLE = "When the provided information is insufficient, respond with 'Unanswerable'.\n" + SHORT_ANSWER
+SINGLE_WORD = "Answer the question with a single word."
 
-INSTRUCTIONS = {
+INSTRUCTIONS = {  # one per scoring task (eval.metrics.TASKS); "" sends the question alone
     "vqa": SHORT_ANSWER,
     "exact_match": SHORT_ANSWER,
+    "vqav2": SHORT_ANSWER,
+    "textvqa": SHORT_ANSWER,
+    "gqa": SHORT_ANSWER,
+    "docvqa": SHORT_ANSWER,
+    "infovqa": SHORT_ANSWER,
+    "ok_vqa": UNANSWERABLE,
+    "vizwiz_vqa": UNANSWERABLE,
+    "chartqa": SINGLE_WORD,
+    "ocrbench": "",
     "pope": YES_NO,
     "mme": YES_NO,
     "multiple_choice": LETTER,
+    "scienceqa_img": LETTER,
 }
+CHOICE_TASKS = ("multiple_choice", "scienceqa_img")
 
 
 def letters(n: int) -> list[str]:
@@ -34,12 +48,12 @@ def question_text(question: str, task: str, choices: list[str] | None = None) ->
     question = question.strip()
     if task in ("pope", "mme"):  # MME questions already end with the instruction: never say it twice
         question = question.removesuffix(YES_NO).strip()
-    if task == "multiple_choice":
+    if task in CHOICE_TASKS:
         if not choices:
             raise ValueError("a multiple-choice question needs its choices")
         options = "\n".join(f"{letter}. {choice}" for letter, choice in zip(letters(len(choices)), choices))
         question = f"{question}\n{options}"
-    return f"{question}\n{INSTRUCTIONS[task]}"
+    return f"{question}\n{INSTRUCTIONS[task]}" if INSTRUCTIONS[task] else question
 
 
 def build_prompt(processor, question: str, task: str, choices: list[str] | None = None) -> str:

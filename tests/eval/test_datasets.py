@@ -81,7 +81,7 @@ def test_textvqa_layout(tmp_path):
     }, row_group_size=2)
     _write(tmp_path / "data" / "train-00000-of-00001.parquet", {"question_id": [99]})  # other split: ignored
     data = open_dataset("textvqa", tmp_path)
-    assert [s.id for s in data] == ["10", "11", "12"] and data[0].task == "vqa"
+    assert [s.id for s in data] == ["10", "11", "12"] and data[0].task == "textvqa"
     assert len(data[0].answers) == 10
     assert [s.image.getpixel((0, 0)) for s in data] == [(255, 0, 0), (0, 128, 0), (0, 0, 255)]  # across row groups
     assert len(open_dataset("textvqa", tmp_path, limit=2, seed=1)) == 2
@@ -96,7 +96,7 @@ def test_gqa_layout_images_in_their_own_files(tmp_path):
         "id": ["n1", "n2"], "image": _image_cells(["blue", "red"]),
     })
     data = open_dataset("gqa", tmp_path)
-    assert data[0].answers == ["yes"] and data[0].task == "exact_match"
+    assert data[0].answers == ["yes"] and data[0].task == "gqa"
     assert data[0].image.getpixel((0, 0)) == (255, 0, 0)
     with pytest.raises(SampleError, match="imageId 'n9'"):
         data[1].image
@@ -126,7 +126,7 @@ def test_pope_mme_scienceqa_layouts(tmp_path):
         "image": [None], "task": ["closed choice"],
     })
     sqa = open_dataset("scienceqa-img", tmp_path / "sqa")
-    assert sqa[0].answers == ["B"] and sqa[0].choices == ["cat", "dog"]
+    assert sqa[0].answers == ["B"] and sqa[0].choices == ["cat", "dog"] and sqa[0].task == "scienceqa_img"
     assert sqa[0].question == "Context: Look closely.\nWhich animal?"
     with pytest.raises(SampleError, match="no image bytes"):
         sqa[0].image
@@ -152,3 +152,71 @@ def test_build_prompt_uses_the_chat_template():
     with pytest.raises(ValueError, match="needs its choices"):
         build_prompt(Proc(), "Q", "multiple_choice")
     assert "easy-vqa" in DATASETS
+
+
+def test_docvqa_and_infovqa_configs_of_one_repository(tmp_path):
+    _write(tmp_path / "DocVQA" / "validation-00000-of-00001.parquet", {
+        "questionId": ["337", "338"], "question": ["What is the date? ", "Who signed?"],
+        "question_types": [["handwritten"], ["form"]], "image": _image_cells(["red", "green"]),
+        "docId": [279, 280], "ucsf_document_id": ["a", "b"], "ucsf_document_page_no": ["1", "2"],
+        "answers": [["1/8/93", "January 8, 1993"], ["T. F. Riehl"]], "data_split": ["val", "val"],
+    })
+    _write(tmp_path / "DocVQA" / "test-00000-of-00001.parquet", {
+        "questionId": ["9"], "question": ["q"], "answers": [None], "image": _image_cells(["blue"]),
+    })
+    _write(tmp_path / "InfographicVQA" / "validation-00000-of-00001.parquet", {
+        "questionId": ["98"], "question": ["How many?"], "answers": [["12", "twelve"]],
+        "answer_type": [["single span"]], "image": _image_cells(["blue"]), "image_url": ["u"],
+        "operation/reasoning": [["counting"]], "ocr": ["{}"], "data_split": ["val"],
+    })
+    doc = open_dataset("docvqa", tmp_path)  # the repository root: only the DocVQA folder, validation split
+    assert [s.id for s in doc] == ["337", "338"] and doc[0].task == "docvqa"
+    assert doc[0].question == "What is the date?" and doc[0].answers == ["1/8/93", "January 8, 1993"]
+    assert doc[1].image.getpixel((0, 0)) == (0, 128, 0)
+    assert open_dataset("docvqa", tmp_path / "DocVQA")[1].answers == ["T. F. Riehl"]  # the config's own folder
+    info = open_dataset("infovqa", tmp_path)
+    assert len(info) == 1 and info[0].answers == ["12", "twelve"] and info[0].task == "infovqa"
+    assert info[0].image.getpixel((0, 0)) == (0, 0, 255)
+    assert question_text(info[0].question, info[0].task) == (
+        "How many?\nAnswer the question using a single word or phrase.")
+    with pytest.raises(ValueError, match=r"test-00000-of-00001.parquet: row 0: column 'answers' holds None.*withheld"):
+        open_dataset("docvqa", tmp_path, split="test")
+
+
+def test_chartqa_and_ocrbench_layouts(tmp_path):
+    _write(tmp_path / "chartqa" / "data" / "test-00000-of-00001.parquet", {
+        "type": ["human_test", "augmented_test"], "question": ["Max value?", "Which year?"], "answer": ["45", "2019"],
+        "image": _image_cells(["red", "blue"]),
+    })
+    chart = open_dataset("chartqa", tmp_path / "chartqa")
+    assert [s.id for s in chart] == ["chartqa-0", "chartqa-1"] and chart[1].task == "chartqa"
+    assert chart[0].answers == ["45"] and chart[1].meta["type"] == "augmented_test"
+    assert question_text(chart[0].question, "chartqa") == "Max value?\nAnswer the question with a single word."
+
+    _write(tmp_path / "ocrbench" / "data" / "test-00000-of-00001.parquet", {
+        "dataset": ["IIIT5K", "HME100k"], "question": [" what is written in the image? ", "Write the formula."],
+        "question_type": ["Regular Text Recognition", "Handwritten Mathematical Expression Recognition"],
+        "answer": [["STOP"], ["x ^ { 2 }"]], "image": _image_cells(["red", "green"]),
+    }, row_group_size=1)
+    ocr = open_dataset("ocrbench", tmp_path / "ocrbench")
+    assert ocr[0].question == "what is written in the image?" and ocr[0].answers == ["STOP"]
+    assert ocr[1].meta["source_dataset"] == "HME100k" and ocr[0].meta["category"] == "Regular Text Recognition"
+    assert question_text(ocr[0].question, "ocrbench") == "what is written in the image?"  # no instruction
+    assert ocr[1].image.getpixel((0, 0)) == (0, 128, 0)
+
+
+def test_bad_answer_cells_name_the_file_row_and_column(tmp_path):
+    good = tmp_path / "data" / "test-00000-of-00002.parquet"
+    _write(good, {"dataset": ["SVT"], "question": ["q"], "question_type": ["Doc-oriented VQA"], "answer": [["a"]]})
+    _write(tmp_path / "data" / "test-00001-of-00002.parquet", {
+        "dataset": ["SVT", "SVT"], "question": ["q", "q"], "question_type": ["Doc-oriented VQA"] * 2,
+        "answer": [["a"], []],
+    })
+    with pytest.raises(ValueError, match=r"test-00001-of-00002.parquet: row 1: column 'answer' holds \[\]: no answers"):
+        open_dataset("ocrbench", tmp_path)
+    _write(good, {"question": ["q"], "answer": [3], "type": ["human_test"]})
+    with pytest.raises(ValueError, match=r"00000-of-00002.parquet: row 0: column 'answer' holds 3: expected a string"):
+        open_dataset("chartqa", good)
+    _write(good, {"question": ["q"], "answer": ["a"]})
+    with pytest.raises(ValueError, match=r"test-00000-of-00002.parquet: missing column\(s\) \['type'\]"):
+        open_dataset("chartqa", good)
