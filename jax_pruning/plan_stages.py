@@ -7,7 +7,8 @@ import dataclasses
 import functools
 from typing import TYPE_CHECKING
 
-from jax_pruning.methods.declaration import AT_LLM_LAYER, BIAS_THEN_REMOVE
+from jax_pruning.methods.declaration import AT_LLM_LAYER, BIAS_THEN_REMOVE, IN_VISION_TOWER
+from models.tower_evidence import evidence_widths
 
 if TYPE_CHECKING:
     from jax_pruning.plan import Tokens
@@ -207,9 +208,35 @@ def _selection_temp(spec, tok_key: tuple, hidden: int, dtype_name: str, samples:
     return int(analysis.temp_size_in_bytes)
 
 
+@functools.lru_cache(maxsize=32)
+def _tower_selection_temp(spec, nv: int, widths: tuple[int, int, int], samples: int) -> int:
+    """XLA's temp bytes of an in-tower selection compiled (CPU, abstract inputs) for `samples` samples, all of
+    a sample's tokens in one group (the bound: groups split the work)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jax_pruning.engine.select import selection_key
+    from jax_pruning.engine.tower import _tower_select
+
+    heads, key_width, hidden = widths
+    S = jax.ShapeDtypeStruct
+    f32 = jnp.float32
+    with jax.default_device(jax.devices("cpu")[0]):
+        lowered = _tower_select.lower(selection_key(spec), S((samples, nv, heads), f32), S((samples, nv, key_width), f32),
+                                      S((samples, nv, hidden), f32), S((samples, 1, nv), jnp.int32),
+                                      S((samples, 1, nv), bool), S((samples, 1), jnp.int32), main=hidden)
+        return int(lowered.compile().memory_analysis().temp_size_in_bytes)
+
+
 def _select(config, tok: Tokens, b: int, item: int, dtype_name: str, pruner) -> dict:
     if pruner is None or tok.stage == AT_LLM_LAYER:  # no selection before the LLM
         return {}
+    if pruner.method.stage == IN_VISION_TOWER:
+        widths = evidence_widths(config)
+        temp = b * _tower_selection_temp(pruner, tok.visual_capacity, widths, 2) // 2
+        per_slot = widths[0] + widths[1] + widths[2]
+        return {"inputs_embeds": b * tok.length * config.text.hidden_size * item,
+                "tower evidence": b * tok.visual_capacity * per_slot * 4, "selection temporaries (XLA)": temp}
     d = config.text.hidden_size
     key = (tok.visual_capacity, max(tok.keep, 1), tok.length)
     # per sample as compiled for two (b = 1: for one); checked against a compile for 32 samples (MR-Pruner,

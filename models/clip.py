@@ -91,6 +91,15 @@ class ClipAttention(nnx.Module):
         self.v_proj = _linear(d, d, dtype, rngs)
         self.out_proj = _linear(d, d, dtype, rngs)
 
+    def cls_row_and_keys(self, x):
+        """x [N, T, D] (after layer_norm1) -> (softmax of the [CLS] (token 0) query row over all T keys, per
+        head [N, H, T] float32; the keys averaged over heads [N, T, head_dim] float32)."""
+        n, t, _ = x.shape
+        q = self.q_proj(x[:, :1]).reshape(n, self.num_heads, self.head_dim).astype(jnp.float32)
+        k = self.k_proj(x).reshape(n, t, self.num_heads, self.head_dim).astype(jnp.float32)
+        logits = jnp.einsum("nhd,nthd->nht", q, k, precision=jax.lax.Precision.HIGHEST) * self.head_dim**-0.5
+        return jax.nn.softmax(logits, axis=-1), jnp.mean(k, axis=2)
+
     def __call__(self, x):  # [N, T, D] -> [N, T, D]; full bidirectional attention, no mask
         n, t, _ = x.shape
         split = lambda y: y.reshape(n, t, self.num_heads, self.head_dim)  # noqa: E731
@@ -150,6 +159,16 @@ class ClipVisionTower(nnx.Module):
 
     def hidden_states(self, pixel_values, indices: tuple[int, ...]) -> tuple[jax.Array, ...]:
         """The hidden states at `indices` (HF numbering, negatives allowed), each [N, 1 + g*g, D]."""
+        return self._run(pixel_values, indices, evidence=False)[0]
+
+    def hidden_states_and_evidence(self, pixel_values, indices: tuple[int, ...]):
+        """`hidden_states` plus what in-tower pruning (VisionZip, VisPruner) reads from the layer that
+        produced the deepest requested state: its [CLS] query row, softmax over all 1 + g*g keys
+        [N, H, 1 + g*g] (one query row, never the full matrix), and its keys k_proj(layer_norm1(input))
+        averaged over heads [N, 1 + g*g, head_dim]."""
+        return self._run(pixel_values, indices, evidence=True)
+
+    def _run(self, pixel_values, indices: tuple[int, ...], evidence: bool):
         if pixel_values.ndim != 4:
             raise ValueError(f"CLIP tower: pixel_values has shape {tuple(pixel_values.shape)}; expected 4-D crops")
         self.check_crop_shape(tuple(pixel_values.shape))
@@ -158,12 +177,18 @@ class ClipVisionTower(nnx.Module):
             if not -n_states <= i < n_states:
                 raise ValueError(f"CLIP tower: hidden-state index {i} out of range for {n_states} hidden states")
         resolved = [i % n_states for i in indices]
+        deepest = max(resolved)
+        if evidence and deepest == 0:
+            raise ValueError("CLIP tower: in-tower pruning reads the attention of the layer producing the features, "
+                             "but vision_feature_layer selects the embeddings (index 0), which no layer produces")
         x = self.pre_layrnorm(self.embeddings(pixel_values))
-        states = [x]
-        for layer in self.encoder.layers[: max(resolved)]:
+        states, found = [x], None
+        for i, layer in enumerate(self.encoder.layers[:deepest]):
+            if evidence and i == deepest - 1:
+                found = layer.self_attn.cls_row_and_keys(layer.layer_norm1(x))
             x = layer(x)
             states.append(x)
-        return tuple(states[i] for i in resolved)
+        return tuple(states[i] for i in resolved), found
 
     def __call__(self, pixel_values) -> tuple[jax.Array, ...]:
         """All hidden states (embeddings + every layer), like HF `output_hidden_states=True`."""

@@ -60,7 +60,26 @@ class LlavaNextImageEncoder(nnx.Module):
     def packed_features(self, pixel_values, layout: VisualLayout):
         """[images, crops, C, H, W] or [crops, C, H, W] -> [B, capacity, Dt] in the layout's order; padding is 0."""
         crops = constrain_batch(pixel_values.reshape((-1, *pixel_values.shape[-3:])))  # crops over "data"
-        features = constrain_batch(self.crop_features(crops))
+        return self._pack(constrain_batch(self.crop_features(crops)), layout)
+
+    def packed_features_and_evidence(self, pixel_values, layout: VisualLayout):
+        """`packed_features` plus, per slot, the [CLS] attention row [B, V, H], head-mean keys [B, V, hd] and
+        projector inputs [B, V, Dv * layers] of the feature layer (models.tower_evidence)."""
+        crops = constrain_batch(pixel_values.reshape((-1, *pixel_values.shape[-3:])))
+        states, (cls_row, keys) = self.vision_tower.hidden_states_and_evidence(crops, self.vision_config.feature_layers)
+        hidden = select_features(states, self.vision_config.select_strategy)
+        if self.vision_config.select_strategy == "default":  # the slots are the patches: drop the CLS column
+            cls_row, keys = cls_row[:, :, 1:], keys[:, 1:]
+        gather = lambda f: jnp.take(f.reshape(-1, f.shape[-1]), layout.source, axis=0)  # noqa: E731
+        attention = gather(cls_row.transpose(0, 2, 1))  # [B, V, H]
+        return self._pack(constrain_batch(self.multi_modal_projector(hidden)), layout), (
+            attention, gather(keys), gather(hidden))
+
+    def project_hidden(self, hidden):
+        """Projector inputs [..., Dv * layers] (e.g. VisionZip's merged tokens) -> (LLM features, None)."""
+        return self.multi_modal_projector(hidden), None
+
+    def _pack(self, features, layout: VisualLayout):
         flat = features.reshape(-1, features.shape[-1])  # [N * g*g, Dt]
         gathered = jnp.take(flat, layout.source, axis=0)  # [B, V, Dt]
         newline = self.image_newline[...].astype(gathered.dtype)

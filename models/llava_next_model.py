@@ -35,7 +35,8 @@ from models.multimodal import (
     reject_unknown,
 )
 from models.sharding import constrain_batch, place, place_batch
-from models.visual_tokens import image_token_positions, pack_visual_tokens
+from models.tower_evidence import TowerEvidence, rank_groups
+from models.visual_tokens import KIND_NEWLINE, image_token_positions, pack_visual_tokens
 
 ACCEPTED_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_sizes", "mm_token_type_ids")
 
@@ -77,6 +78,7 @@ class LlavaNextModel(TwoStageForward, LlavaNextImageEncoder):
         visual_capacity: int | None = None,
         max_images: int | None = None,
         crop_capacity: int | None = None,
+        evidence: bool = False,
         **extra,
     ) -> PreparedInputs:
         """Processor outputs -> PreparedInputs.
@@ -84,6 +86,7 @@ class LlavaNextModel(TwoStageForward, LlavaNextImageEncoder):
         Static sizes (default: exact for this batch): visual_capacity (Nv), max_images (I),
         crop_capacity (crops the tower runs on, padding included; e.g. images x max_crops_per_image).
         mm_token_type_ids (some processors return it) is accepted and unused: positions are 1-D here.
+        evidence: also return what in-tower pruning reads (models.tower_evidence), per slot.
         """
         del mm_token_type_ids
         reject_unknown("LlavaNextModel", extra, ACCEPTED_INPUTS)
@@ -99,10 +102,19 @@ class LlavaNextModel(TwoStageForward, LlavaNextImageEncoder):
         if pixels is not None and not np.isfinite(pixels).all():
             raise ValueError("pixel_values contain NaN or inf")
         # Under a mesh (jax.set_mesh): rows and crops split over "data", index maps alike.
+        group = None if layout is None else crop_groups(layout, self.vision_config.tower.grid_side)
         layout = None if layout is None else dataclasses.replace(
             layout, source=place_batch(layout.source), tokens=jax.tree.map(place_batch, layout.tokens),
             image_sample=place(layout.image_sample))
-        embeds = _embed(self, place_batch(ids), place_batch(pixels), layout)
+        found = None
+        if evidence and layout is not None:
+            embeds, (attention, keys, hidden) = _embed_with_evidence(self, place_batch(ids), place_batch(pixels), layout)
+            v = self.vision_config
+            text_width = self.config.text.hidden_size
+            found = TowerEvidence(attention, keys, hidden, group, main=int(hidden.shape[-1]),
+                                  projector_flops=2.0 * (v.projector_in_features * text_width + text_width**2))
+        else:
+            embeds = _embed(self, place_batch(ids), place_batch(pixels), layout)
         positions = token_positions(mask)
         return PreparedInputs(
             inputs_embeds=embeds,
@@ -111,7 +123,15 @@ class LlavaNextModel(TwoStageForward, LlavaNextImageEncoder):
             layer_additions=None,
             next_position=place_batch(next_positions(positions, mask)),
             visual=tokens,
+            evidence=found,
         )
+
+
+def crop_groups(layout: VisualLayout, grid_side: int) -> np.ndarray:
+    """[B, Nv] int32: the crop of each patch slot, numbered 0.. within its sample (-1: padding, newline)."""
+    tokens = layout.tokens
+    patch = np.asarray(tokens.valid) & (np.asarray(tokens.kind) != KIND_NEWLINE)
+    return rank_groups(np.asarray(layout.source) // grid_side**2, patch)
 
 
 def token_positions(attention_mask: np.ndarray) -> np.ndarray:
@@ -126,3 +146,10 @@ def _embed(model: LlavaNextModel, input_ids, pixel_values, layout: VisualLayout 
     if pixel_values is None:
         return constrain_batch(embeds)
     return constrain_batch(place_visual(embeds, model.packed_features(pixel_values, layout), layout.tokens))
+
+
+@nnx.jit
+def _embed_with_evidence(model: LlavaNextModel, input_ids, pixel_values, layout: VisualLayout):
+    embeds = model.language_model.embed(input_ids)
+    features, found = model.packed_features_and_evidence(pixel_values, layout)
+    return constrain_batch(place_visual(embeds, features, layout.tokens)), tuple(constrain_batch(f) for f in found)

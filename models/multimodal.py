@@ -42,6 +42,7 @@ class PreparedInputs:
     layer_additions: Optional[jax.Array]  # [n, B, T, D] (Qwen3-VL deepstack) or None
     next_position: jax.Array  # [B] int32: position of the first generated token (max position + 1)
     visual: VisualTokens
+    evidence: Any = None  # models.tower_evidence.TowerEvidence when prepare(evidence=True), else None
 
 
 def place_visual(embeds, features, tokens: VisualTokens):

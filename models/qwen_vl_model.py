@@ -13,7 +13,10 @@ visual positions (zeros elsewhere), as HF's `_deepstack_process` does.
 
 from __future__ import annotations
 
+import functools
+
 import jax
+import numpy as np
 import jax.numpy as jnp
 from flax import nnx
 
@@ -30,6 +33,7 @@ from models.qwen_vision import QwenVisionTower
 from models.qwen_vision.layout import VisionLayout
 from models.qwen_vl_plan import plan_qwen_vl_inputs
 from models.sharding import constrain_batch, place_batch
+from models.tower_evidence import TowerEvidence
 from models.visual_tokens import VisualTokens
 
 ACCEPTED_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")
@@ -59,6 +63,7 @@ class QwenVLModel(TwoStageForward, nnx.Module):
         unit_capacity: int | None = None,
         unit_patch_capacity: int | None = None,
         unit_window_capacity: int | None = None,
+        evidence: bool = False,
         **extra,
     ) -> PreparedInputs:
         """Processor outputs -> PreparedInputs.
@@ -66,6 +71,7 @@ class QwenVLModel(TwoStageForward, nnx.Module):
         Static sizes (default: exact for this batch): visual_capacity (Nv), max_images (I), and the
         tower's unit_capacity (attention units = frames of images), unit_patch_capacity (patches per
         unit), unit_window_capacity (Qwen2.5-VL windows per unit); see models/qwen_vision/layout.py.
+        evidence: also return what in-tower pruning reads (models.tower_evidence), per slot.
         """
         reject_unknown("QwenVLModel", extra, ACCEPTED_INPUTS)
         ids, mask = check_text_inputs(input_ids, attention_mask, self.config.text.vocab_size)
@@ -86,8 +92,17 @@ class QwenVLModel(TwoStageForward, nnx.Module):
         )
         # Under a mesh (jax.set_mesh): the tower's units and the rows split over "data".
         layout = None if plan.layout is None else jax.tree.map(place_batch, plan.layout)
-        embeds, additions = _embed(self, place_batch(ids), place_batch(plan.pixel_values), layout,
-                                   jax.tree.map(place_batch, plan.tokens), place_batch(plan.merged_slots))
+        evidence = bool(evidence) and plan.pixel_values is not None
+        embeds, additions, found = _embed(self, place_batch(ids), place_batch(plan.pixel_values), layout,
+                                          jax.tree.map(place_batch, plan.tokens), place_batch(plan.merged_slots),
+                                          evidence=evidence)
+        if evidence:
+            tokens = plan.tokens
+            v = self.config.vision
+            wide = v.hidden_size * v.merge_unit
+            mergers = 1 + len(v.deepstack_visual_indexes or ())
+            found = TowerEvidence(*found, np.where(np.asarray(tokens.valid), np.asarray(tokens.image), -1).astype(np.int32),
+                                  main=wide, projector_flops=mergers * 2.0 * (wide * wide + wide * v.out_hidden_size))
         return PreparedInputs(
             inputs_embeds=embeds,
             position_ids=place_batch(plan.position_ids, batch_axis=1),
@@ -95,20 +110,26 @@ class QwenVLModel(TwoStageForward, nnx.Module):
             layer_additions=additions,
             next_position=place_batch(next_positions(plan.position_ids, mask)),
             visual=plan.tokens,
+            evidence=found,
         )
 
+    def project_hidden(self, hidden):
+        """Merger MLP inputs [..., W] (models.tower_evidence) -> (LLM features, deepstack features or None)."""
+        return self.visual.project_hidden(hidden)
 
-@nnx.jit
+
+@functools.partial(nnx.jit, static_argnames="evidence")
 def _embed(model: QwenVLModel, input_ids, pixel_values, layout: VisionLayout | None, tokens: VisualTokens,
-           merged_slots):
-    """-> (inputs_embeds [B, T, D], deepstack additions [n, B, T, D] or None)."""
+           merged_slots, evidence: bool = False):
+    """-> (inputs_embeds [B, T, D], deepstack additions [n, B, T, D] or None, per-slot evidence or None)."""
     embeds = model.language_model.embed(input_ids)
     if pixel_values is None:
-        return constrain_batch(embeds), None
-    out = model.visual(pixel_values, layout)
+        return constrain_batch(embeds), None, None
+    out = model.visual(pixel_values, layout, evidence=evidence)
     embeds = constrain_batch(place_visual(embeds, out.merged[merged_slots], tokens))
+    found = None if out.evidence is None else tuple(constrain_batch(f[merged_slots]) for f in out.evidence)
     if not out.deepstack:
-        return embeds, None
+        return embeds, None, found
     zeros = jnp.zeros_like(embeds)
     additions = jnp.stack([place_visual(zeros, feature[merged_slots], tokens) for feature in out.deepstack])
-    return embeds, constrain_batch(additions, batch_axis=1)
+    return embeds, constrain_batch(additions, batch_axis=1), found

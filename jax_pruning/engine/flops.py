@@ -46,16 +46,18 @@ def _layer_counts(splits, n_layers: int) -> list[int]:
 
 
 def prefill_flops(config, tokens, budgets, text_tokens: np.ndarray, stage: str, splits: tuple[int, ...], spec=None,
-                  inputs: dict | None = None) -> dict:
+                  inputs: dict | None = None, pruning: np.ndarray | None = None) -> dict:
     """FLOPs of one generate call's prefill, per sample and in total (dict for `out.stats`).
-    inputs: the processor outputs (image sizes / grids give exact vision-tower counts)."""
+    inputs: the processor outputs (image sizes / grids give exact vision-tower counts); pruning: the
+    method's own FLOPs [B] where the engine counted them (in-tower methods: per crop / image)."""
     t = config.text
     per_segment = segment_tokens(stage, budgets, text_tokens)
     layers = _layer_counts(splits, t.num_hidden_layers)
     llm = sum(count * llm_layer_flops(t, n) for count, n in zip(layers, per_segment)) + head_flops(t)
     tower, projector = vision_flops(config, tokens, inputs)
     visual = (budgets.real + budgets.newlines).astype(float)
-    pruning = prune_flops(spec, visual, t.hidden_size, t, tokens=text_tokens + visual)
+    if pruning is None:
+        pruning = prune_flops(spec, visual, t.hidden_size, t, tokens=text_tokens + visual)
     total = llm + tower + projector + pruning
     return {
         "prefill_flops": float(np.sum(total)),

@@ -12,6 +12,8 @@ declaration and never a method's name (budgets.py: counts; select.py: which toke
   BEFORE_LLM        a selection (or a merge, ToMe) over the features the LLM would see; the LLM
                     runs on text + kept tokens. Multi-resolution methods (MR-Pruner, G-Prune) need
                     LLaVA-NeXT's base image + anyres tiles (ValueError elsewhere).
+  IN_VISION_TOWER   per crop / image from the tower's own attention row, keys and projector inputs
+                    (VisionZip, VisPruner; engine/tower.py); the LLM then runs as BEFORE_LLM.
   AT_LLM_LAYER      full prompt in layers < K, the method's selection at K (FastV).
   BIAS_THEN_REMOVE  Hi-Lo: R, C before the LLM; layers < L see text + R + C under its mask (+ bias),
                     C leaves the hidden states and every cache at L (without C: BEFORE_LLM).
@@ -38,7 +40,9 @@ from jax_pruning.engine.decode import decode
 from jax_pruning.engine.prefill import prefill, segment_layout
 from jax_pruning.engine.traces import compile_count
 from jax_pruning.engine.select import global_rows, instruction_tokens, merge_tokens, select_masks
-from jax_pruning.methods.declaration import AT_LLM_LAYER, BEFORE_LLM, BIAS_THEN_REMOVE, multi_resolution_error
+from jax_pruning.engine.tower import tower_select
+from jax_pruning.methods.declaration import (AT_LLM_LAYER, BEFORE_LLM, BIAS_THEN_REMOVE, IN_VISION_TOWER,
+                                             multi_resolution_error)
 from jax_pruning.engine import staging
 from jax_pruning.parallel import padded_batch_size, to_host
 from jax_pruning.registry import PrunerSpec
@@ -73,25 +77,29 @@ def check_family(spec: PrunerSpec | None, config) -> None:
         raise multi_resolution_error(spec.name)
 
 
-def _select(spec, stage: str, prepared, budgets, mask: np.ndarray):
-    """Before-LLM selection -> (embeds, keep [B, Nv], candidates [B, Nv]), split over "data" under a mesh."""
+def _select(spec, stage: str, model, prepared, budgets, mask: np.ndarray):
+    """Before-LLM selection -> (embeds, layer additions, keep [B, Nv], candidates [B, Nv], an in-tower
+    method's FLOPs [B] or None), split over "data" under a mesh."""
     vt = prepared.visual
-    embeds = prepared.inputs_embeds
+    embeds, additions = prepared.inputs_embeds, prepared.layer_additions
     valid = np.asarray(vt.valid)
     none = place_batch(np.zeros(valid.shape, bool))
     if spec is None or stage == AT_LLM_LAYER:
-        return embeds, place_batch(valid), none
+        return embeds, additions, place_batch(valid), none, None
+    if spec.method.stage == IN_VISION_TOWER:
+        embeds, additions, keep, flops = tower_select(spec, model, prepared, budgets.keep)
+        return embeds, additions, keep, none, flops
     index = place_batch(vt.index)
     features = jnp.take_along_axis(embeds, index[..., None], axis=1)  # [B, Nv, D]
     if spec.method.merge is not None:
         keep, merged = merge_tokens(spec, features, valid, np.asarray(vt.kind), budgets.keep)
-        return place_visual(embeds, merged, jax.tree.map(place_batch, vt)), keep, none
+        return place_visual(embeds, merged, jax.tree.map(place_batch, vt)), additions, keep, none, None
     rows = global_rows(np.asarray(vt.row), np.asarray(vt.image), valid)
     text = instruction_tokens(mask, np.asarray(vt.index), valid)
     keep, cand = select_masks(spec, features, *map(place_batch, (valid, vt.kind, rows, vt.col, budgets.keep,
                                                                 budgets.keep_low, budgets.keep_high,
                                                                 budgets.candidates)), embeds, place_batch(text))
-    return embeds, keep, cand
+    return embeds, additions, keep, cand, None
 
 
 def _check_rows(inputs) -> None:
@@ -247,7 +255,8 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, stage: 
     inputs = _pad_rows(inputs, rows, pad)
 
     start = time.perf_counter()
-    prepared = staging.stage(model, inputs, pad)
+    in_tower = pruner is not None and pruner.method.stage == IN_VISION_TOWER
+    prepared = staging.stage(model, inputs, pad, evidence=in_tower and stage != AT_LLM_LAYER)
     jax.block_until_ready(prepared.inputs_embeds)
     prepare_seconds = time.perf_counter() - start
     vt = prepared.visual
@@ -257,7 +266,7 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, stage: 
 
     mask = to_host(prepared.attention_mask).astype(bool)
     start = time.perf_counter()
-    embeds, keep, cand = _select(pruner, stage, prepared, budgets, mask)
+    embeds, additions, keep, cand, tower_flops = _select(pruner, stage, model, prepared, budgets, mask)
     jax.block_until_ready((embeds, keep, cand))
     prune_seconds = time.perf_counter() - start
 
@@ -267,7 +276,7 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, stage: 
 
     batch = PrefillInputs(
         embeds=embeds, positions=prepared.position_ids, mask=prepared.attention_mask,
-        additions=prepared.layer_additions, visual_index=vt.index, visual_valid=vt.valid, visual_image=vt.image,
+        additions=additions, visual_index=vt.index, visual_valid=vt.valid, visual_image=vt.image,
         keep_visual=keep, cand_visual=cand, fixed_visual=np.asarray(vt.valid) & (np.asarray(vt.kind) == KIND_NEWLINE),
         llm_keep=budgets.stage_keep,
     ).placed()
@@ -315,6 +324,7 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, stage: 
         "sequence_slots": lengths,
         "compiles": compile_count(),
         "kv_cache_tokens": kv_cache_tokens,
-        **flops_model.prefill_flops(config, vt, budgets, text, stage, splits, pruner, inputs),
+        **flops_model.prefill_flops(config, vt, budgets, text, stage, splits, pruner, inputs,
+                                    pruning=None if tower_flops is None else _first_rows(tower_flops, real_batch)),
     }
     return GenerateOutput(tokens=tokens, visual_tokens=visual_seen, stats=stats, visual=vt, visual_labels=labels)

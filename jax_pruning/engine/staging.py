@@ -67,8 +67,8 @@ def _check_image_inputs(model, inputs: dict) -> None:
         raise ValueError(f"generate: input_ids hold {image_tokens} image tokens but inputs lack 'pixel_values'")
 
 
-def stage(model, inputs: dict, pad_id: int):
-    """Processor outputs -> (PreparedInputs at bucketed shapes, original batch size)."""
+def stage(model, inputs: dict, pad_id: int, evidence: bool = False):
+    """Processor outputs -> PreparedInputs at bucketed shapes (evidence: with what in-tower pruning reads)."""
     missing = [k for k in REQUIRED if k not in inputs]
     if missing:
         raise ValueError(f"generate: inputs lack {missing}; pass what the model's processor returns")
@@ -88,4 +88,4 @@ def stage(model, inputs: dict, pad_id: int):
         caps = llava_capacities(model, inputs, crop_multiple=data)
     else:
         caps = qwen_capacities(model, inputs, unit_multiple=data)
-    return model.prepare(**inputs, **caps)
+    return model.prepare(**inputs, **caps, **({"evidence": True} if evidence else {}))

@@ -25,7 +25,9 @@ import numpy as np
 BEFORE_LLM = "before_llm"  # selects among the visual tokens the LLM would see; the LLM runs on the kept ones
 AT_LLM_LAYER = "at_llm_layer"  # layers < K see every token; at layer K a selection keeps k visual tokens
 BIAS_THEN_REMOVE = "bias_then_remove"  # Hi-Lo: kept R + candidates C in layers < L (C under a mask), C leave at L
-STAGES = (BEFORE_LLM, AT_LLM_LAYER, BIAS_THEN_REMOVE)
+IN_VISION_TOWER = "in_vision_tower"  # selects (and may merge) per crop / image from the tower's own attention,
+#                                      before the projector; the LLM then runs as for BEFORE_LLM
+STAGES = (BEFORE_LLM, AT_LLM_LAYER, BIAS_THEN_REMOVE, IN_VISION_TOWER)
 
 
 # --- option checkers: (method, option, value) -> normalised value, or ValueError ---------------
@@ -146,6 +148,34 @@ class SelectionInputs(NamedTuple):
     text_valid: Any
 
 
+class TowerInputs(NamedTuple):
+    """One crop's (LLaVA-NeXT) or image's (Qwen-VL) tokens for an in-tower selection (the engine vmaps over
+    samples and crops / images); see models.tower_evidence for where each comes from.
+
+    attention [n, H]: the [CLS] query row (Qwen: mean received attention) per head; keys [n, Dk]: head-mean
+    keys; hidden [n, P]: the projector inputs (what a merge averages); features [n, F]: the main
+    projector's input (hidden's first F columns; what similarity-based rules compare); valid [n];
+    keep: this crop's / image's budget (traced int32 scalar).
+    """
+
+    attention: Any
+    keys: Any
+    hidden: Any
+    features: Any
+    valid: Any
+    keep: Any
+
+
+class TowerChoice(NamedTuple):
+    """An in-tower selection's result for one crop / image: keep [n]; merged [C, P] projector inputs of new
+    tokens, each written at the slot merged_at [C] (which is kept), where merged_valid [C]."""
+
+    keep: Any
+    merged: Any
+    merged_at: Any
+    merged_valid: Any
+
+
 def proportional_budget(spec, counts: TokenCounts) -> Budget:
     """floor(keep_ratio x real visual tokens) per sample: the rule most methods share."""
     return Budget(np.floor(float(spec.keep_ratio) * counts.real.astype(np.float64)).astype(np.int64))
@@ -185,6 +215,12 @@ class Method:
     selection_ignores: options the compiled selection never reads, mapped to a fixed value,
         so sweeping them reuses one compilation.
     multi_resolution: needs base + anyres tiles (LLaVA-NeXT); refused elsewhere.
+    tower_select(options, TowerInputs) -> TowerChoice: the IN_VISION_TOWER selection of one crop / image
+        (its budget is the sample's, split over its crops / images in proportion to their tokens).
+    merged_capacity(options, n) -> static count C of merged tokens a crop / image of n slots may form.
+    tower_flops(options, sizes [B, G], keep [B, G], widths) -> [B]: an in-tower method's own FLOPs from its
+        crops' / images' token counts and budgets and `widths` (key, feature and hidden widths, projector
+        FLOPs per token).
     """
 
     name: str
@@ -201,13 +237,18 @@ class Method:
     effective: Callable[[Any, int], str] | None = None
     selection_ignores: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     multi_resolution: bool = False
+    tower_select: Callable | None = None
+    merged_capacity: Callable[[Any, int], int] = lambda options, n: 0
+    tower_flops: Callable | None = None
 
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"method {self.name!r}: stage must be one of {STAGES}, got {self.stage!r}")
         if self.stage == BEFORE_LLM and (self.select is None) == (self.merge is None):
             raise ValueError(f"method {self.name!r}: a before-LLM method declares exactly one of select / merge")
-        if self.stage != BEFORE_LLM and self.layer_option not in self.options:
+        if (self.stage == IN_VISION_TOWER) != (self.tower_select is not None):
+            raise ValueError(f"method {self.name!r}: an in-vision-tower method declares `tower_select` (and only it)")
+        if self.stage not in (BEFORE_LLM, IN_VISION_TOWER) and self.layer_option not in self.options:
             raise ValueError(f"method {self.name!r}: stage {self.stage} needs a `layer_option` among its options")
 
     def stage_for(self, spec, n_layers: int) -> tuple[str, tuple[int, ...]]:
@@ -224,7 +265,7 @@ class Method:
                 raise ValueError(f"{self.name}: {self.layer_option}={spec.options[self.layer_option]!r} but the LLM "
                                  f"has {n_layers} layers (valid: 0..{n_layers - 1})")
         stage = self.stage if self.effective is None else self.effective(spec, n_layers)
-        return (BEFORE_LLM, ()) if stage == BEFORE_LLM else (stage, layers)
+        return (BEFORE_LLM, ()) if stage in (BEFORE_LLM, IN_VISION_TOWER) else (stage, layers)
 
     def keeps(self, spec, budget: Budget, real: np.ndarray, n_stages: int) -> np.ndarray:
         """[B, n_stages] visual tokens kept after each selection inside the LLM."""

@@ -143,11 +143,21 @@ def merge_in_place(x, valid, k: int):
     return keep, out
 
 
+def _flops(spec, n, width: int) -> np.ndarray:
+    """Each step of the static schedule: the ceil(c/2) x floor(c/2) cosine matrix over the c live slots
+    (halving steps: about n^2/4 + n^2/16 + ... matchings of width d)."""
+    out = []
+    for count in np.atleast_1d(np.asarray(n, np.int64)):
+        k = max(1, int(np.floor(spec.keep_ratio * count)))
+        steps = schedule(int(count), min(k, int(count))) if count else [0]
+        out.append(sum(2.0 * ((c + 1) // 2) * (c // 2) * width for c in steps[:-1]))
+    return np.asarray(out, float).reshape(np.shape(n))
+
+
 METHOD = declaration.Method(
     name="tome",
     stage=declaration.BEFORE_LLM,
     options={},
     merge=merge_in_place,
-    # halving steps: n^2/4 + n^2/16 + ... < n^2 / 3 matchings of width d
-    flops=lambda spec, n, width, text, tokens: declaration.graph_flops(n, width),
+    flops=lambda spec, n, width, text, tokens: _flops(spec, n, width),
 )

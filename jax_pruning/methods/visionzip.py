@@ -69,11 +69,32 @@ mask and the `contextual` merged vectors:
   static Python int (it sets the output shape).
 Memory: [N, contextual] similarities; no N x N matrix.
 
-`received_attention` stands in for the CLS row on towers without a CLS token
-(Qwen2/2.5-VL ViT): the mean over query tokens of the attention each key
-receives (the same stand-in VisPruner's upstream SigLIP path uses:
-`attentions[-1].mean(dim=-2)`), computed over query blocks so that at most
-H x block x N probabilities exist at once.
+In `jp.generate` (stage IN_VISION_TOWER; jax_pruning/engine/tower.py)
+--------------------------------------------------------------------
+The tower hands over, per visual slot, its attention row, head-mean keys and
+projector inputs (models.tower_evidence). The sample's budget
+floor(keep_ratio x visual tokens) is split over its crops (LLaVA-NeXT) or
+images (Qwen-VL) in proportion to their tokens; a crop / image keeping k
+forms C = int(k x contextual_ratio) contextual tokens (default 10/64: the
+upstream 54 + 10 split of 64, also 108 + 20 of 128 and 162 + 30 of 192) and
+keeps k - C dominant tokens. Each contextual token is projected by the model
+(LLaVA's projector, the Qwen merger MLP, Qwen3-VL's deepstack mergers too)
+and written at its target's slot, so it takes the target's position. Where
+this differs from upstream's LLaVA-NeXT path (which keeps each crop's CLS,
+selects over all g*g patches before unpad, appends CLS and contextual tokens
+after the tile grid and drops the newlines): HF's LLaVA-NeXT never shows CLS
+to the LLM and gives a slot only to patches that survive unpad, so we select
+among those slots, keep no CLS (all k - C dominant tokens are patches) and
+keep the newlines. The LLM then sees exactly the budget.
+
+On towers without a CLS token (the Qwen ViTs) the tower hands over, in place
+of the CLS row, the mean attention each token receives in its last block,
+summed over the merge_size**2 patches of each LLM token (the stand-in
+VisPruner's upstream SigLIP path uses: `attentions[-1].mean(dim=-2)`),
+computed blockwise (`models.qwen_vision.received`); keys are that block's
+pre-rotary keys, averaged over heads and the merged patches, and the merged
+vectors are the merger MLP's inputs (no official Qwen-VL code exists at the
+commits read).
 """
 
 from __future__ import annotations
@@ -86,6 +107,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from jax_pruning.methods import declaration
 from jax_pruning.ops import checks
 from jax_pruning.ops.graph import normalize_rows
 from jax_pruning.ops.selection import topk_mask
@@ -93,7 +115,6 @@ from jax_pruning.ops.selection import topk_mask
 _HIGHEST = jax.lax.Precision.HIGHEST
 DOMINANT = 54  # upstream README default for 64 tokens (CLS counted)
 CONTEXTUAL = 10
-RECEIVED_BLOCK = 256  # query rows per block in received_attention
 
 
 def select(
@@ -139,7 +160,13 @@ def select_with_targets(
     if isinstance(dominant, numbers.Integral):
         dominant = min(int(dominant), n)
     return _select(cls_attention, keys, hidden, valid, jnp.asarray(dominant, jnp.int32),
-                   contextual=contextual, cls_first=cls_first)
+                   jnp.asarray(contextual, jnp.int32), contextual=contextual, cls_first=cls_first)
+
+
+def select_traced(cls_attention, keys, hidden, valid, dominant, n_contextual, capacity: int):
+    """`select_with_targets` inside a jitted caller (no value checks) with traced `dominant` and a traced
+    number of contextual tokens `n_contextual` <= the static slot count `capacity`."""
+    return _select(cls_attention, keys, hidden, valid, dominant, n_contextual, contextual=capacity, cls_first=False)
 
 
 def _check_select(cls_attention, keys, hidden, dominant, contextual, valid, cls_first, where) -> int:
@@ -174,7 +201,8 @@ def _check_select(cls_attention, keys, hidden, dominant, contextual, valid, cls_
 
 
 @functools.partial(jax.jit, static_argnames=("contextual", "cls_first"))
-def _select(cls_attention, keys, hidden, valid, dominant, *, contextual, cls_first):
+def _select(cls_attention, keys, hidden, valid, dominant, n_contextual, *, contextual, cls_first):
+    """n_contextual (traced, <= the static slot count `contextual`): contextual tokens actually formed."""
     n = hidden.shape[0]
     index = jnp.arange(n, dtype=jnp.int32)
     # Padding may hold NaN: zero it before any sum or product.
@@ -198,9 +226,9 @@ def _select(cls_attention, keys, hidden, valid, dominant, *, contextual, cls_fir
     if contextual == 0:
         return kept, jnp.zeros((0, hidden.shape[1]), jnp.float32), jnp.zeros((0,), jnp.int32), \
             jnp.zeros((0,), jnp.bool_)
-    step = jnp.maximum(1, remaining // contextual)
+    step = jnp.maximum(1, remaining // jnp.maximum(n_contextual, 1))
     slot = rank // step
-    is_target = rest & (rank % step == 0) & (slot < contextual)
+    is_target = rest & (rank % step == 0) & (slot < n_contextual)
     slots = jnp.arange(contextual, dtype=jnp.int32)
     slot_valid = slots < jnp.sum(is_target.astype(jnp.int32))
     target_index = jnp.zeros((contextual,), jnp.int32).at[jnp.where(is_target, slot, contextual)].set(
@@ -211,74 +239,53 @@ def _select(cls_attention, keys, hidden, valid, dominant, *, contextual, cls_fir
     similarity = jnp.where(slot_valid[None, :], similarity, -jnp.inf)
     assign = jnp.argmax(similarity, axis=1)  # first maximum: the lower target on ties
     member = rest & ~is_target
-    one_hot = ((assign[:, None] == slots[None, :]) & member[:, None]).astype(jnp.float32)  # [N, C]
-    counts = jnp.maximum(jnp.sum(one_hot, axis=0), 1.0)
-    mean = jnp.matmul(one_hot.T, hidden, precision=_HIGHEST) / counts[:, None]
+    group = jnp.where(member, assign, contextual)  # non-members go to an extra, discarded segment
+    counts = jnp.maximum(jax.ops.segment_sum(member.astype(jnp.float32), group, contextual + 1)[:contextual], 1.0)
+    mean = jax.ops.segment_sum(hidden, group, contextual + 1)[:contextual] / counts[:, None]
     tokens = jnp.where(slot_valid[:, None], hidden[target_index] + mean, 0.0)
     return kept, tokens, jnp.where(slot_valid, target_index, 0), slot_valid
 
 
-def received_attention(
-    q: Float[Array, "N H hd"],
-    k: Float[Array, "N H hd"],
-    valid: Bool[Array, "N"] | None = None,
-    *,
-    block: int = RECEIVED_BLOCK,
-) -> Float[Array, "H N"]:
-    """Per head, the mean over valid query tokens of the attention each key token receives [H, N].
-
-    Stand-in for the CLS query row on towers without a CLS token: per query row
-    softmax(q_i . k_j / sqrt(hd)) over the valid keys j, averaged over the valid
-    queries i (upstream VisPruner's SigLIP path does the same with
-    `attentions[-1].mean(dim=-2)`). Pass the layer's q and k as its attention
-    uses them (after rotary embedding for Qwen's ViT). Full (non-windowed)
-    attention over all valid tokens. Queries are processed `block` rows at a
-    time, so memory is H x block x N, never N x N. Invalid keys get 0; with no
-    valid token at all the result is zeros (eager calls raise instead).
-    """
-    where = "visionzip.received_attention"
-    checks.check_array(q, "q", where, rank=3, kind="float")
-    checks.check_array(k, "k", where, rank=3, kind="float")
-    if tuple(q.shape) != tuple(k.shape):
-        raise ValueError(f"{where}: `q` and `k` must have the same shape [N, H, hd], got "
-                         f"{tuple(q.shape)} and {tuple(k.shape)}")
-    n = q.shape[0]
-    checks.check_mask(valid, "valid", where, n)
-    if isinstance(block, bool) or not isinstance(block, numbers.Integral) or block < 1:
-        raise ValueError(f"{where}: `block` must be a positive Python int, got {block!r}")
-    if not any(checks.is_traced(x) for x in (q, k, valid)):
-        rows = np.ones(n, bool) if valid is None else np.asarray(valid)
-        if not rows.any():
-            raise ValueError(f"{where}: `valid` has no True entry (no token to attend to)")
-        checks.check_finite(np.where(rows[:, None, None], np.asarray(q), 0), "q", where)
-        checks.check_finite(np.where(rows[:, None, None], np.asarray(k), 0), "k", where)
-    valid = jnp.ones((n,), jnp.bool_) if valid is None else jnp.asarray(valid)
-    return _received_attention(q, k, valid, block=min(int(block), max(n, 1)))
+CONTEXTUAL_RATIO = CONTEXTUAL / (DOMINANT + CONTEXTUAL)  # 10 of 64 (also 20 of 128, 30 of 192)
 
 
-@functools.partial(jax.jit, static_argnames="block")
-def _received_attention(q, k, valid, *, block):
-    n, heads, head_dim = q.shape
-    q = jnp.where(valid[:, None, None], jnp.asarray(q, jnp.float32), 0.0)
-    k = jnp.where(valid[:, None, None], jnp.asarray(k, jnp.float32), 0.0)
-    n_blocks = -(-n // block)
-    pad = n_blocks * block - n
-    q_blocks = jnp.concatenate([q, jnp.zeros((pad, heads, head_dim), jnp.float32)]).reshape(
-        n_blocks, block, heads, head_dim)
-    row_blocks = jnp.concatenate([valid, jnp.zeros((pad,), jnp.bool_)]).reshape(n_blocks, block)
-    scale = 1.0 / jnp.sqrt(jnp.float32(head_dim))
+def contextual_count(keep: int, ratio: float) -> int:
+    """Contextual tokens of a crop / image keeping `keep`: int(keep * ratio) (10 of 64 upstream)."""
+    return int(keep * ratio)
 
-    def step(total, blk):
-        q_b, row_b = blk
-        logits = jnp.einsum("bhd,nhd->hbn", q_b, k, precision=_HIGHEST) * scale  # [H, block, N]
-        logits = jnp.where(valid[None, None, :], logits, -jnp.inf)
-        row_max = jnp.max(logits, axis=-1, keepdims=True)
-        row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
-        e = jnp.where(valid[None, None, :], jnp.exp(logits - row_max), 0.0)
-        denom = jnp.sum(e, axis=-1, keepdims=True)
-        probs = e / jnp.where(denom > 0, denom, 1.0)
-        return total + jnp.sum(jnp.where(row_b[None, :, None], probs, 0.0), axis=1), None
 
-    total, _ = jax.lax.scan(step, jnp.zeros((heads, n), jnp.float32), (q_blocks, row_blocks))
-    count = jnp.sum(valid.astype(jnp.float32))
-    return total / jnp.maximum(count, 1.0)
+def _capacity(options, n: int) -> int:
+    return int(n * options["contextual_ratio"]) + 1
+
+
+def _tower_select(options, inputs: declaration.TowerInputs) -> declaration.TowerChoice:
+    """One crop / image: keep - int(keep * contextual_ratio) dominant tokens, the rest of the budget merged
+    into contextual tokens, each written at its target's slot."""
+    n = inputs.valid.shape[0]
+    keep = jnp.minimum(jnp.asarray(inputs.keep, jnp.int32), jnp.sum(inputs.valid.astype(jnp.int32)))
+    table = np.array([contextual_count(j, options["contextual_ratio"]) for j in range(n + 1)], np.int32)
+    n_contextual = jnp.asarray(table)[keep]  # Python's arithmetic for every possible (traced) budget
+    kept, tokens, target, slot_valid = select_traced(
+        inputs.attention.T, inputs.keys, inputs.hidden, inputs.valid, keep - n_contextual, n_contextual,
+        _capacity(options, n))
+    return declaration.TowerChoice(kept, tokens, target, slot_valid)
+
+
+def _tower_flops(options, sizes, keep, widths):
+    """Per crop / image of n tokens: n x C key similarities, the passes over the n x P projector inputs that
+    form the merged sums (mask, scatter-add, mean: about 4 n P; at P = 1024 they are a fifth of the op), and
+    projecting the C merged tokens, with C = its contextual slots as compiled (int(n * contextual_ratio) + 1)."""
+    sizes = np.asarray(sizes, float)
+    slots = np.where(sizes > 0, np.floor(sizes * options["contextual_ratio"]) + 1, 0)
+    per_group = 2 * sizes * slots * widths["keys"] + 4 * sizes * widths["hidden"] + slots * widths["projector"]
+    return per_group.sum(axis=1)
+
+
+METHOD = declaration.Method(
+    name="visionzip",
+    stage=declaration.IN_VISION_TOWER,
+    options={"contextual_ratio": (CONTEXTUAL_RATIO, declaration.real("a number in [0, 1)", lambda v: 0.0 <= v < 1.0))},
+    tower_select=_tower_select,
+    merged_capacity=_capacity,
+    tower_flops=_tower_flops,
+)

@@ -66,6 +66,19 @@ with exactly min(k, n_valid) True:
   costs about |A| x 64 instead of |A| x |B| and gives bit-identical scores.
   Under vmap the three scan branches all run (a batched `lax.switch`), i.e.
   the dense cost.
+
+In `jp.generate` (stage IN_VISION_TOWER; jax_pruning/engine/tower.py)
+--------------------------------------------------------------------
+The tower hands over, per visual slot, its attention row and projector
+inputs (models.tower_evidence; features = the main projector's input). The
+sample's budget floor(keep_ratio x visual tokens) is split over its crops
+(LLaVA-NeXT) or images (Qwen-VL) in proportion to their tokens and the
+selection runs per crop / image, as upstream runs per crop. Upstream's
+LLaVA-NeXT path selects T per crop over all g*g patches and unpad then drops
+some of the kept ones; HF's LLaVA-NeXT gives a slot only to patches that
+survive unpad, so we select among those slots and the LLM sees exactly the
+budget. Qwen-VL (no CLS): the mean attention each token receives in the
+tower's last block, and the merger MLP's inputs as features.
 """
 
 from __future__ import annotations
@@ -78,6 +91,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
+from jax_pruning.methods import declaration
 from jax_pruning.ops import checks
 from jax_pruning.ops.graph import cosine_similarity
 from jax_pruning.ops.selection import rank_order
@@ -210,3 +224,29 @@ def _deduplicate(similarity, valid, residual, live, target, neighbours, fallback
         return new, count - drop
 
     return jax.lax.while_loop(cond, body, (residual, jnp.asarray(live, jnp.int32)))
+
+
+def _tower_select(options, inputs: declaration.TowerInputs) -> declaration.TowerChoice:
+    """One crop / image: the head-mean attention picks the important tokens, the de-duplication the rest."""
+    n = inputs.valid.shape[0]
+    table = np.array([important_count(j, options["important_ratio"]) for j in range(n + 1)], np.int32)
+    keep = _select(inputs.attention.T, inputs.features, inputs.valid, jnp.asarray(inputs.keep, jnp.int32),
+                   jnp.asarray(table), neighbours=NEIGHBOURS, fallback_rows=FALLBACK_ROWS)
+    none = jnp.zeros((0,), jnp.int32)
+    return declaration.TowerChoice(keep, jnp.zeros((0, inputs.hidden.shape[1]), inputs.hidden.dtype), none,
+                                   none.astype(bool))
+
+
+def _tower_flops(options, sizes, keep, widths):
+    """Per crop / image of n tokens: the n x n cosine matrix over the projector inputs (the rounds then
+    read it: comparisons, no products)."""
+    return declaration.graph_flops(np.asarray(sizes, float), widths["features"]).sum(axis=1)
+
+
+METHOD = declaration.Method(
+    name="vispruner",
+    stage=declaration.IN_VISION_TOWER,
+    options={"important_ratio": (IMPORTANT_RATIO, declaration.real("a number in [0, 1]", lambda v: 0.0 <= v <= 1.0))},
+    tower_select=_tower_select,
+    tower_flops=_tower_flops,
+)

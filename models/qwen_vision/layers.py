@@ -145,6 +145,13 @@ class VisionAttention(nnx.Module):
         q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
         return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
 
+    def queries_and_keys(self, x, cos, sin):
+        """x [U, P, D] (after norm1) -> (q, k after the rotary embedding, k before it), each [U, P, H, hd]:
+        what in-tower pruning reads from a block (models.tower_evidence)."""
+        qkv = self.qkv(x).reshape(*x.shape[:-1], 3, self.num_heads, self.head_dim)
+        q, k = qkv[..., 0, :, :], qkv[..., 1, :, :]
+        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), k
+
     def __call__(self, x, cos, sin, patch_valid, window_index=None, window_valid=None):
         """x [U, P, D]; cos/sin [U, P, hd]; patch_valid [U, P]; window_index/valid [U, Wc, L] for a window block."""
         q, k, v = self._qkv(x, cos, sin)

@@ -22,6 +22,7 @@ from flax import nnx
 from models.qwen_vision.config import QwenVisionConfig
 from models.qwen_vision.layers import VisionBlock, block_norm_kind, linear, norm, rotary_cos_sin, rotary_inv_freq
 from models.qwen_vision.layout import VisionLayout, build_vision_layout, pad_pixel_values
+from models.qwen_vision.received import received_attention
 from models.sharding import constrain_batch
 
 
@@ -74,11 +75,18 @@ class PatchMerger(nnx.Module):
             self.fc1, self.fc2 = first, second
 
     def __call__(self, x):  # [U, P, D] -> [U, P // unit, out]
+        return self.mlp(self.mlp_input(x))
+
+    def mlp_input(self, x):  # [U, P, D] -> [U, P // unit, unit * D]: normalised, each merge block concatenated
         grouped = lambda y: y.reshape(*y.shape[:-2], y.shape[-2] // self.unit, -1)  # noqa: E731
+        if not self.qwen3:
+            return grouped(self.ln_q(x))
+        return self.norm(grouped(x)) if self.postshuffle else grouped(self.norm(x))
+
+    def mlp(self, x):  # [..., unit * D] -> [..., out]
         gelu = lambda y: jax.nn.gelu(y, approximate=False)  # noqa: E731  (torch nn.GELU())
         if not self.qwen3:
-            return self.fc2(gelu(self.fc1(grouped(self.ln_q(x)))))
-        x = self.norm(grouped(x)) if self.postshuffle else grouped(self.norm(x))
+            return self.fc2(gelu(self.fc1(x)))
         return self.linear_fc2(gelu(self.linear_fc1(x)))
 
 
@@ -86,6 +94,7 @@ class VisionOutput(NamedTuple):
     merged: jax.Array  # [U * Pm, out_hidden_size], row u * Pm + j = token j of unit u; pads zeroed
     deepstack: tuple  # Qwen3-VL: one [U * Pm, out_hidden_size] per deepstack index; else ()
     merged_valid: jax.Array  # [U * Pm] bool
+    evidence: tuple | None = None  # with evidence=True: (attention [U*Pm, H], keys [U*Pm, hd], hidden [U*Pm, W])
 
 
 class QwenVisionTower(nnx.Module):
@@ -104,8 +113,14 @@ class QwenVisionTower(nnx.Module):
                 [PatchMerger(config, rngs, postshuffle=True, dtype=dtype) for _ in config.deepstack_visual_indexes]
             )
 
-    def __call__(self, pixel_values, layout: VisionLayout) -> VisionOutput:
-        """pixel_values [U, P, C*T*P*P] float; layout from `build_vision_layout` (same U, P)."""
+    def __call__(self, pixel_values, layout: VisionLayout, evidence: bool = False) -> VisionOutput:
+        """pixel_values [U, P, C*T*P*P] float; layout from `build_vision_layout` (same U, P).
+
+        evidence: also return, per merged token, what in-tower pruning reads (models.tower_evidence): the
+        mean attention its patches receive in the last block (summed over the merge block, per head),
+        that block's pre-rotary keys averaged over heads and over the merge block, and the mergers' MLP
+        inputs (main merger first, then each deepstack merger's), concatenated.
+        """
         cfg = self.config
         if pixel_values.ndim != 3 or pixel_values.shape[2] != cfg.patch_dim:
             raise ValueError(f"pixel_values must be [units, patches, {cfg.patch_dim}], got {pixel_values.shape}")
@@ -120,8 +135,10 @@ class QwenVisionTower(nnx.Module):
             weight = layout.interp_weight[..., None].astype(table.dtype)
             x = x + jnp.sum(table[layout.interp_index] * weight, axis=-2).astype(x.dtype)  # [U, P, 4, D] -> [U, P, D]
         cos, sin = rotary_cos_sin(layout.rope_hw, rotary_inv_freq(cfg))  # [U, P, hd]
-        deepstack = []
+        deepstack, deepstack_inputs, found = [], [], None
         for i, block in enumerate(self.blocks):
+            if evidence and i == len(self.blocks) - 1:
+                found = self._last_block_evidence(block, x, cos, sin, layout.patch_valid)
             windowed = cfg.uses_window_attention and i not in cfg.fullatt_block_indexes
             x = block(
                 x,
@@ -133,11 +150,35 @@ class QwenVisionTower(nnx.Module):
             )
             if i in cfg.deepstack_visual_indexes:
                 merger = self.deepstack_merger_list[cfg.deepstack_visual_indexes.index(i)]
-                deepstack.append(merger(x))
+                deepstack_inputs.append(merger.mlp_input(x))
+                deepstack.append(merger.mlp(deepstack_inputs[-1]))
         keep = layout.merged_valid[..., None]
         flat = lambda f: jnp.where(keep, f, 0.0).reshape(-1, f.shape[-1])  # noqa: E731  [U, Pm, out] -> [U * Pm, out]
         merged_valid = layout.merged_valid.reshape(-1)
-        return VisionOutput(flat(self.merger(x)), tuple(flat(f) for f in deepstack), merged_valid)
+        merger_input = self.merger.mlp_input(x)
+        if evidence:
+            attention, keys = found
+            found = (flat(attention), flat(keys), flat(jnp.concatenate([merger_input, *deepstack_inputs], axis=-1)))
+        return VisionOutput(flat(self.merger.mlp(merger_input)), tuple(flat(f) for f in deepstack), merged_valid,
+                            found)
+
+    def _last_block_evidence(self, block, x, cos, sin, patch_valid):
+        """-> (received attention per merged token [U, Pm, H], pre-rotary keys [U, Pm, hd]), from the block's input."""
+        unit = self.config.merge_unit
+        q, k, raw_keys = block.attn.queries_and_keys(block.norm1(x), cos, sin)
+        received = jax.vmap(received_attention)(q, k, patch_valid)  # [U, H, P]
+        u, heads, p = received.shape
+        attention = received.reshape(u, heads, p // unit, unit).sum(axis=-1).transpose(0, 2, 1)
+        keys = jnp.mean(raw_keys.astype(jnp.float32), axis=2)  # [U, P, hd]
+        return attention, keys.reshape(u, p // unit, unit, -1).mean(axis=2)
+
+    def project_hidden(self, hidden):
+        """Merger MLP inputs [..., W] (as `evidence` lays them out, e.g. VisionZip's merged tokens) ->
+        (LLM features [..., out], the deepstack features [n, ..., out] or None)."""
+        mergers = [self.merger, *(self.deepstack_merger_list if self.config.deepstack_visual_indexes else ())]
+        parts = jnp.split(hidden, len(mergers), axis=-1)
+        out = [m.mlp(part) for m, part in zip(mergers, parts)]
+        return out[0], (jnp.stack(out[1:]) if len(out) > 1 else None)
 
 
 @nnx.jit

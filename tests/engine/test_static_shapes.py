@@ -65,9 +65,15 @@ def test_twenty_samples_five_sizes_compile_once_per_bucket(qwen):
     assert compile_count()["select"] == after["select"]
 
 
-@pytest.mark.parametrize("llm_stage,splits", [(BEFORE_LLM, ()), (AT_LLM_LAYER, (1,)), (BIAS_THEN_REMOVE, (1,))])
-def test_analytic_llm_flops_match_xla_cost_analysis(qwen, llm_stage, splits):
-    """The LLM prefill's matmul FLOPs at its padded shapes vs what XLA counts (within 10%)."""
+AT_LAYER_CHOOSERS = {"fastv": dict(layer=1), "dart": dict(layer=1, image_pivots=2, text_pivots=2),
+                     "pyramiddrop": dict(layers=(1,))}
+
+
+@pytest.mark.parametrize("llm_stage,splits,chooser_name", [(BEFORE_LLM, (), None), (BIAS_THEN_REMOVE, (1,), None)]
+                         + [(AT_LLM_LAYER, (1,), name) for name in AT_LAYER_CHOOSERS])
+def test_analytic_llm_flops_match_xla_cost_analysis(qwen, llm_stage, splits, chooser_name):
+    """The LLM prefill's matmul FLOPs at its padded shapes, with an at-layer method's own op, vs what XLA
+    counts (within 10%)."""
     lm = qwen.language_model
     inputs = _batch(range(2))
     prepared = stage(qwen, inputs, 0)
@@ -80,7 +86,8 @@ def test_analytic_llm_flops_match_xla_cost_analysis(qwen, llm_stage, splits):
         cand = keep & (jnp.arange(keep.shape[1]) % 2 == 0)
         keep = keep & ~cand
     graphdef, state = nnx.split(lm)
-    chooser = jp.pruner("fastv", keep_ratio=1.0, layer=1) if llm_stage == AT_LLM_LAYER else None
+    chooser = None if chooser_name is None else jp.pruner(chooser_name, keep_ratio=1.0,
+                                                          **AT_LAYER_CHOOSERS[chooser_name])
     statics = dict(stage=llm_stage, splits=splits, lengths=lengths, max_new=1, bias_value=0.0, merge=True,
                    chooser=chooser)
 

@@ -181,42 +181,6 @@ def test_no_contextual_and_few_remaining():
         assert out[0][0] and out[0].sum() == min(dominant, 14) and not (out[0] & ~valid).any()
 
 
-@pytest.mark.parametrize("n, block", [(13, 1), (50, 7), (50, 16), (50, 64)])
-def test_received_attention_matches_dense(n, block):
-    rng = np.random.default_rng(n * 100 + block)
-    heads, head_dim = 3, 8
-    q = rng.normal(size=(n, heads, head_dim)).astype(np.float32) * 2
-    k = rng.normal(size=(n, heads, head_dim)).astype(np.float32) * 2
-    valid = rng.random(n) < 0.7
-    valid[0] = True
-    q[~valid], k[~valid] = np.nan, np.nan  # junk in padding
-    got = np.asarray(visionzip.received_attention(jnp.asarray(q), jnp.asarray(k), jnp.asarray(valid), block=block))
-    want = np_visionzip.received_attention(q, k, valid)
-    np.testing.assert_allclose(got, want, atol=1e-6, rtol=1e-5)
-    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)  # each valid query row sums to 1
-    assert not got[:, ~valid].any()
-    full = np.asarray(visionzip.received_attention(q[valid], k[valid], block=block))
-    np.testing.assert_allclose(got[:, valid], full, atol=1e-6)
-
-
-def test_received_attention_jit_vmap_and_as_cls_row():
-    rng = np.random.default_rng(9)
-    n, heads, head_dim = 40, 4, 16
-    q = rng.normal(size=(2, n, heads, head_dim)).astype(np.float32)
-    k = rng.normal(size=(2, n, heads, head_dim)).astype(np.float32)
-    valid = np.ones((2, n), bool)
-    valid[1, 25:] = False
-    fn = jax.jit(jax.vmap(lambda q, k, v: visionzip.received_attention(q, k, v, block=9)))
-    batched = np.asarray(fn(jnp.asarray(q), jnp.asarray(k), jnp.asarray(valid)))
-    for b in range(2):
-        np.testing.assert_allclose(batched[b], np_visionzip.received_attention(q[b], k[b], valid[b]), atol=1e-6)
-    # The stand-in row feeds select like a CLS row.
-    hidden = rng.normal(size=(n, 32)).astype(np.float32)
-    keys = k[0].mean(axis=1)
-    out = run(batched[0], keys, hidden, 12, 4)
-    assert_same(out, np_visionzip.select(batched[0], keys, hidden, 12, 4))
-
-
 def test_bad_inputs():
     attention, keys, hidden = case(0, 20, 8)
     good = dict(cls_attention=attention, keys=keys, hidden=hidden, dominant=5, contextual=3)
@@ -252,14 +216,3 @@ def test_bad_inputs():
     valid = np.ones(20, bool)
     valid[3] = False
     call(hidden=nan_hidden, valid=valid)
-
-    q = np.ones((6, 2, 4), np.float32)
-    for kw, message in [
-        (dict(q=q, k=q[:5]), "`q` and `k` must have the same shape"),
-        (dict(q=q[0], k=q[0]), "`q` must have rank 3"),
-        (dict(q=q, k=q, block=0), "`block` must be a positive Python int"),
-        (dict(q=q, k=q, valid=np.zeros(6, bool)), "`valid` has no True entry"),
-        (dict(q=np.where(np.arange(6)[:, None, None] == 2, np.nan, q), k=q), "`q` contains 8 non-finite"),
-    ]:
-        with pytest.raises(ValueError, match="visionzip.received_attention: " + message):
-            visionzip.received_attention(**kw)

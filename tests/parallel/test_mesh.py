@@ -41,7 +41,8 @@ _SCRIPT = textwrap.dedent(
     folder = tempfile.mkdtemp()
     _, model = F.build(family, folder)
     inputs = F.batch(family, sizes=("square", "wide_2to1", "tall_1to3"), words=("w1 w2", "w3 w4 w5 w6", "w7"))
-    methods = [("hilo", dict(removal_layer=1)), ("fastv", dict(layer=1)), ("tome", {}), ("random", {})]
+    methods = [("hilo", dict(removal_layer=1)), ("fastv", dict(layer=1)), ("tome", {}), ("random", {}),
+               ("visionzip", {}), ("vispruner", {})]
     if family == "llava_next":
         methods.append(("mr_pruner", {}))
     specs = [None] + [jp.pruner(name, keep_ratio=0.3, **kw) for name, kw in methods]
@@ -80,9 +81,9 @@ _SCRIPT = textwrap.dedent(
         # is a per-device slice of the pixels, and the embeddings it returns are split likewise
         module = sys.modules[type(m).__module__]
         original, captured = module._embed, {}
-        def spy(*args):
+        def spy(*args, **kwargs):
             captured["args"] = args
-            return original(*args)
+            return original(*args, **kwargs)
         module._embed = spy
         try:
             with jax.set_mesh(mesh):
