@@ -61,11 +61,33 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate_pruners(methods: list[str] | None, keep: float, options: dict) -> list:
+    """One spec per --method (None for none); with several methods each gets the options it declares."""
+    import jax_pruning as jp
+    from jax_pruning.methods import lookup
+
+    methods = methods or ["none"]
+    names = [m for m in methods if m not in ("none", "unpruned")]
+    if len(methods) > 1 and options:
+        unused = sorted(k for k in options if not any(k in lookup(m).options for m in names))
+        if unused:
+            raise ValueError(f"--option {', '.join(unused)}: not an option of any of {', '.join(names)}")
+    out = []
+    for method in methods:
+        if method in ("none", "unpruned"):
+            out.append(None)
+            continue
+        mine = options if len(methods) == 1 else {k: v for k, v in options.items() if k in lookup(method).options}
+        out.append(jp.pruner(method, keep_ratio=keep, **mine))
+    return out
+
+
 def _generate(args: argparse.Namespace) -> int:
     from PIL import Image
 
     import jax_pruning as jp
 
+    specs = _generate_pruners(args.method, args.keep, _options(args.option))
     model, processor = _load(args.model, args.dtype)
     images = []
     if args.image:
@@ -76,19 +98,25 @@ def _generate(args: argparse.Namespace) -> int:
             raise ValueError(f"--image {args.image}: cannot be decoded ({err})") from None
     prompt = processor.chat_prompt(args.prompt, with_image=bool(images))
     inputs = processor(images or None, [prompt])
-    spec = None if args.method in (None, "none") else jp.pruner(args.method, keep_ratio=args.keep,
-                                                                 **_options(args.option))
-    out = jp.generate(model, inputs, spec, args.max_new_tokens)
-    answer = processor.tokenizer.decode(out.tokens[0], skip_special_tokens=True).strip()
-    print(answer)
-    s = out.stats
-    print(f"[{s['method']} keep={s['keep_ratio']}] visual tokens {int(s['visual_tokens_before'][0])} -> "
-          f"{int(out.visual_tokens[0])}; prefill {s['prefill_seconds'] * 1000:.1f} ms "
-          f"({s['prefill_flops'] / 1e9:.2f} GFLOP)", file=sys.stderr)
-    if args.show_kept and images:
-        from jax_pruning.eval.overlay import save_kept_overlay
+    rows = []
+    for spec in specs:
+        out = jp.generate(model, inputs, spec, args.max_new_tokens)
+        answer = processor.tokenizer.decode(out.tokens[0], skip_special_tokens=True).strip()
+        print(answer if len(specs) == 1 else f"{out.stats['method']}: {answer}")
+        s = out.stats
+        print(f"[{s['method']} keep={s['keep_ratio']}] visual tokens {int(s['visual_tokens_before'][0])} -> "
+              f"{int(out.visual_tokens[0])}; prefill {s['prefill_seconds'] * 1000:.1f} ms "
+              f"({s['prefill_flops'] / 1e9:.2f} GFLOP)", file=sys.stderr)
+        if args.show_kept and images:
+            from jax_pruning.eval.overlay import method_title
+            from jax_pruning.eval.token_views import views_of_output
 
-        save_kept_overlay(args.show_kept, images[0], out, sample=0)
+            views = views_of_output(out, image_hw=(images[0].height, images[0].width), config=model.config)
+            rows.append((method_title(s, int(out.visual_tokens[0]), answer), views))
+    if args.show_kept and images:
+        from jax_pruning.eval.overlay import save_comparison
+
+        save_comparison(args.show_kept, images[0], rows)
         print(f"kept-token overlay written to {args.show_kept}", file=sys.stderr)
     return 0
 
@@ -118,7 +146,8 @@ def _eval(args: argparse.Namespace) -> int:
                       resume=args.resume, mesh=mesh, prompt=bare_prompt(processor) if args.bare_prompt else None)
     if summaries is not None:  # process 0 (the only one with a table) under --distributed
         print(sweep_table(summaries))
-        print(f"predictions, summaries and plots under {args.out}/")
+        print(f"predictions, summaries and plots under {args.out}/; open {Path(args.out) / 'report.html'} "
+              f"in a browser")
     return 0
 
 
@@ -206,11 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.add_argument("--image", default=None, help="image file")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--method", default=None, help="pruning method (default: none)")
+    p.add_argument("--method", nargs="+", default=None,
+                   help="pruning method(s) (default: none); several: one answer and one overlay row each")
     p.add_argument("--keep", type=float, default=0.25)
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="method option (with several methods: given to those that declare it)")
     p.add_argument("--max-new-tokens", type=int, default=16)
-    p.add_argument("--show-kept", metavar="PNG", help="write a kept-token overlay of the first image")
+    p.add_argument("--show-kept", metavar="PNG",
+                   help="write a kept-token overlay of the first image (one row per method, with a legend)")
     p.set_defaults(run=_generate)
 
     p = sub.add_parser("eval", help="batched, resumable evaluation of pruning methods on a dataset")

@@ -4,8 +4,9 @@ Two tiny models shipped in jax_pruning/assets (a LLaVA-NeXT and a Qwen2-VL,
 trained on easy-VQA by benchmarks/tiny_models/train.py, in the Hugging Face
 folder format) are loaded through the normal `models.load` path; each runs an
 unpruned baseline and a few pruning methods at two keep ratios on easy-VQA
-test questions. Prints one table per model and writes predictions, summaries
-and accuracy/speed plots under the output folder.
+test questions. Prints one table per model and writes predictions, summaries,
+accuracy/speed plots and a self-contained report.html (eval/report.py) per
+model under the output folder.
 """
 
 from __future__ import annotations
@@ -59,5 +60,7 @@ def run_demo(out_dir: str = "jaxprune-demo", limit: int = 100, batch_size: int =
         print(f"\n## {name}: easy-VQA test, first {len(dataset)} questions, exact match (%) "
               f"[{time.perf_counter() - start:.0f} s]\n")
         print(sweep_table(summaries))
-    print(f"\npredictions, summaries and plots (accuracy / speed vs keep ratio) under {out}/")
+    print(f"\npredictions, summaries and plots (accuracy / speed vs keep ratio) under {out}/; open "
+          f"{' and '.join(str(out / name / 'report.html') for name in DEMO_MODELS)} in a browser (tables, plots, "
+          f"each sample with every method's kept tokens)")
     return 0

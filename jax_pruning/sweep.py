@@ -23,6 +23,7 @@ from jax_pruning.eval.records import write_atomic
 from jax_pruning.eval.runner import run_eval
 from jax_pruning.engine.generate import RowsError
 from jax_pruning.eval.samples import Sample, SampleError
+from jax_pruning.eval.token_views import encode_views, views_of_output
 
 
 def task_prompt(processor) -> Callable[[Sample], str]:
@@ -37,11 +38,14 @@ def bare_prompt(processor) -> Callable[[Sample], str]:
 
 def predictor(model, processor, pruner, *, max_new_tokens: int = 8, mesh=None,
               prompt: Callable[[Sample], str] | None = None):
-    """-> predict_batch(samples) -> [{prediction, visual_tokens, prefill_flops, seconds}] for run_eval."""
+    """-> predict_batch(samples) -> [{prediction, visual_tokens, prefill_flops, seconds, token_views}] for
+    run_eval; token_views (pruned runs): each sample's kept/dropped/candidate tokens, 2 bits a token, that
+    the HTML report draws (eval/token_views.py)."""
     prompt = prompt or task_prompt(processor)
 
     def predict(samples: list[Sample]) -> list[dict]:
-        inputs = processor([s.image for s in samples], [prompt(s) for s in samples])
+        images = [s.image for s in samples]
+        inputs = processor(images, [prompt(s) for s in samples])
         start = time.perf_counter()
         try:
             out = jp.generate(model, inputs, pruner, max_new_tokens, mesh=mesh)
@@ -52,8 +56,13 @@ def predictor(model, processor, pruner, *, max_new_tokens: int = 8, mesh=None,
         seconds = (time.perf_counter() - start) / len(samples)
         texts = processor.tokenizer.batch_decode(out.tokens, skip_special_tokens=True)
         flops = out.stats["prefill_flops_per_sample"]
-        return [{"prediction": text.strip(), "visual_tokens": int(v), "prefill_flops": float(f), "seconds": seconds}
-                for text, v, f in zip(texts, out.visual_tokens, flops)]
+        results = [{"prediction": text.strip(), "visual_tokens": int(v), "prefill_flops": float(f),
+                    "seconds": seconds} for text, v, f in zip(texts, out.visual_tokens, flops)]
+        if pruner is not None and out.visual is not None and out.visual_labels is not None:
+            for b, (result, image) in enumerate(zip(results, images)):  # what the report's overlays draw
+                result["token_views"] = encode_views(views_of_output(
+                    out, sample=b, image_hw=(image.height, image.width), config=model.config))
+        return results
 
     return predict
 
@@ -65,10 +74,12 @@ def run_name(pruner) -> str:
 def sweep(model, processor, dataset: Sequence[Sample], pruners: Sequence, out_dir: str | os.PathLike, *,
           batch_size: int = 8, max_new_tokens: int = 8, resume: bool = False, mesh=None,
           prompt: Callable[[Sample], str] | None = None, progress: bool = True) -> list[dict]:
-    """One run per pruner (None = unpruned) into out_dir/<run name>/; sweep.json, sweep.md and plots.
+    """One run per pruner (None = unpruned) into out_dir/<run name>/; sweep.json, sweep.md, plots and
+    report.html (tables, plots and a sample browser with each method's kept tokens, one self-contained file).
     With several processes (jax.distributed) every process calls this; process 0 gets the summaries
     and writes the files, the others get None."""
     from jax_pruning.eval.plots import plot_sweep
+    from jax_pruning.eval.report import write_report
 
     out_dir = Path(out_dir)
     summaries = []
@@ -85,6 +96,7 @@ def sweep(model, processor, dataset: Sequence[Sample], pruners: Sequence, out_di
     write_atomic(out_dir / "sweep.json", json.dumps(summaries, indent=2, default=str) + "\n")
     write_atomic(out_dir / "sweep.md", sweep_table(summaries) + "\n")
     plot_sweep(summaries, out_dir)
+    write_report(out_dir, summaries, dataset)
     return summaries
 
 

@@ -43,6 +43,7 @@ def test_demo_runs_with_no_arguments(tmp_path):
     for name in ("tiny_llava_next", "tiny_qwen2_vl"):
         assert f"## {name}" in result.stdout
         assert (tmp_path / "jaxprune-demo" / name / "sweep.md").is_file()
+        assert (tmp_path / "jaxprune-demo" / name / "report.html").is_file()
     assert list((tmp_path / "jaxprune-demo").rglob("*.png")), "no plots written"
 
 

@@ -114,6 +114,12 @@ def _per_sample(task: str, predictions: Sequence[str], samples: Sequence) -> lis
     return [float(one(p, s.answers, **_context(task, s))) for p, s in zip(predictions, samples)]
 
 
+def score_each(task: str, predictions: Sequence[str], samples: Sequence) -> list[float]:
+    """Each reply's lmms-eval score in [0, 1] (what the report marks right / wrong)."""
+    _spec(task)
+    return _per_sample(task, predictions, samples)
+
+
 def _pope(predictions: Sequence[str], samples: Sequence) -> dict:
     answers = [only_answer(s.answers, "pope") for s in samples]
     out = pope_metrics(predictions, answers)

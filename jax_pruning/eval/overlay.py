@@ -1,35 +1,207 @@
-"""Kept-token overlays: which visual tokens a pruner kept, drawn over the image.
+"""Kept-token overlays: which visual tokens a pruner kept, drawn over the image as the papers draw it.
 
-The engine only passes plain NumPy arrays (a mask or a 3-way label per token,
-flat or already shaped like its token grid) and the PIL image; this module
-knows nothing about models. Two styles:
+A kept token's cell shows the image exactly as it is; a dropped token's cell is
+greyed and dimmed (DIM: the content stays faintly readable); a Hi-Lo candidate
+(kept for the merge stage, removed later) is tinted amber. Every figure carries
+a legend, and every panel a caption with its grid and kept count.
 
-- keep masks (MR-Pruner, FastV, ...): one panel per grid, side by side (for
-  LLaVA-NeXT: the base-image grid and the anyres tile grid); dropped tokens are
-  darkened, kept tokens stay bright with a green outline.
-- Hi-Lo labels: one panel per grid with three colours, retained (green),
-  candidate (amber: kept for the merge stage) and dropped (dark red).
+Geometry comes from `TokenView`s (eval/token_views.py): LLaVA-NeXT's base and
+tile grids are both drawn on the original image (the tile grid placed where
+unpad left it), Qwen-VL's grid on its resized image. A figure has one row per
+method (title: method, keep ratio, tokens kept, answer) and one panel per grid.
 
-Every panel is the image stretched to `panel_size` x `panel_size`, with the
-grid laid over it, so the file has a fixed size: width = n * panel_size +
-(n - 1) * GAP, height = panel_size (+ TITLE_HEIGHT with titles).
+    save_kept_overlay(path, image, out)                  one jp.generate output
+    save_comparison(path, image, [(title, views), ...])  several methods, one row each
+    save_overlay(image, path, keep=... | labels=...)     plain arrays (no engine)
+    render_views(image, views)                            panels only (the HTML report)
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
-# The engine's per-slot label values (GenerateOutput.visual_labels), so its arrays pass through unchanged.
-DROPPED, RETAINED, CANDIDATE = 0, 1, 2
-LABEL_COLOURS = {RETAINED: (46, 204, 64), CANDIDATE: (255, 176, 0), DROPPED: (140, 20, 20)}
-KEPT_OUTLINE = (46, 204, 64)
-GAP = 8
-TITLE_HEIGHT = 18
+from jax_pruning.eval.token_views import CANDIDATE, DROPPED, KEPT, TokenView, views_of_output
+
+RETAINED = KEPT  # Hi-Lo's name for a kept token
+DIM, DIM_TO = 0.35, 24.0  # dropped = DIM * grey(pixel) + (1 - DIM) * DIM_TO
+AMBER, AMBER_ALPHA = (255, 176, 0), 0.45  # candidate = pixel tinted amber
+LABEL_NAMES = {KEPT: "kept (image as is)", CANDIDATE: "candidate (amber: merged, then removed)",
+               DROPPED: "dropped (greyed, dimmed)"}
+GAP, PAD = 8, 6
+CAPTION, TITLE, LEGEND = 16, 20, 22  # heights of a panel caption, a row title, the legend line
+FONT_SIZE = 12
+
+
+@functools.lru_cache(maxsize=4)
+def font(size: int = FONT_SIZE) -> ImageFont.ImageFont:
+    """DejaVu Sans (shipped with matplotlib) at `size` px; Pillow's own font if it is missing."""
+    import matplotlib
+
+    path = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+    try:
+        return ImageFont.truetype(str(path), size)
+    except OSError:
+        return ImageFont.load_default(size)
+
+
+def dimmed(pixels: np.ndarray) -> np.ndarray:
+    grey = pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.repeat((DIM * grey + (1 - DIM) * DIM_TO)[..., None], 3, axis=-1)
+
+
+def tinted(pixels: np.ndarray) -> np.ndarray:
+    return pixels.astype(np.float32) * (1 - AMBER_ALPHA) + np.asarray(AMBER, np.float32) * AMBER_ALPHA
+
+
+def pixel_labels(view: TokenView, height: int, width: int) -> np.ndarray:
+    """The label under each pixel of a height x width picture [height, width] (DROPPED outside the grid)."""
+    ys, xs = view.edges(height, width)
+    rows = np.searchsorted(ys, np.arange(height), side="right") - 1
+    cols = np.searchsorted(xs, np.arange(width), side="right") - 1
+    inside = (rows >= 0) & (rows < view.labels.shape[0])
+    inside_c = (cols >= 0) & (cols < view.labels.shape[1])
+    out = view.labels[np.clip(rows, 0, view.labels.shape[0] - 1)][:, np.clip(cols, 0, view.labels.shape[1] - 1)]
+    return np.where(inside[:, None] & inside_c[None, :], out, DROPPED).astype(np.int8)
+
+
+def panel_size_of(image: Image.Image, view: TokenView, panel_size: int) -> tuple[int, int]:
+    """(width, height) of a panel: the display aspect fitted into panel_size x panel_size."""
+    aspect = view.aspect if view.aspect else image.width / image.height
+    if aspect >= 1:
+        return panel_size, max(1, round(panel_size / aspect))
+    return max(1, round(panel_size * aspect)), panel_size
+
+
+def render_panel(image: Image.Image, view: TokenView, panel_size: int) -> Image.Image:
+    """The image at the view's display geometry with each pixel styled by its token's label."""
+    width, height = panel_size_of(image, view, panel_size)
+    pixels = np.asarray(image.convert("RGB").resize((width, height), Image.BILINEAR))
+    labels = pixel_labels(view, height, width)[..., None]
+    out = np.where(labels == KEPT, pixels, np.where(labels == CANDIDATE, tinted(pixels), dimmed(pixels)))
+    return Image.fromarray(np.round(out).astype(np.uint8))
+
+
+def caption(view: TokenView) -> str:
+    rows, cols = view.labels.shape
+    text = f"{view.name} {rows}x{cols}: kept {view.kept}/{view.labels.size} ({100 * view.kept / view.labels.size:.0f}%)"
+    return text + (f", {view.candidates} candidates" if view.candidates else "")
+
+
+def render_views(image: Image.Image, views: Sequence[TokenView], panel_size: int = 336, *,
+                 captions: bool = True) -> Image.Image:
+    """One image's panels side by side (LLaVA-NeXT: base | tiles), each with its caption above."""
+    panels = [render_panel(image, v, panel_size) for v in views]
+    top = CAPTION if captions else 0
+    width = sum(p.width for p in panels) + GAP * (len(panels) - 1)
+    canvas = Image.new("RGB", (width, top + max(p.height for p in panels)), (255, 255, 255))
+    draw, x = ImageDraw.Draw(canvas), 0
+    for view, panel in zip(views, panels):
+        canvas.paste(panel, (x, top))
+        if captions:
+            draw.text((x, 1), caption(view), fill=(0, 0, 0), font=font())
+        x += panel.width + GAP
+    return canvas
+
+
+def _swatch(label: int, size: int = 14) -> Image.Image:
+    """A red-to-blue gradient in the style of `label`: shows what happens to any content."""
+    ramp = np.linspace(0, 1, size, dtype=np.float32)[None, :, None]
+    pixels = np.broadcast_to(ramp * [40, 90, 230] + (1 - ramp) * [230, 60, 40], (size, size, 3))
+    styled = {KEPT: pixels, CANDIDATE: tinted(pixels), DROPPED: dimmed(pixels)}[label]
+    return Image.fromarray(np.round(styled).astype(np.uint8))
+
+
+def legend(labels: Sequence[int], width: int) -> Image.Image:
+    """One line: a swatch and its meaning for each label shown."""
+    canvas = Image.new("RGB", (width, LEGEND), (255, 255, 255))
+    draw, x = ImageDraw.Draw(canvas), PAD
+    for label in labels:
+        canvas.paste(_swatch(label), (x, 4))
+        draw.rectangle([x, 4, x + 13, 17], outline=(0, 0, 0))
+        x += 18
+        draw.text((x, 4), LABEL_NAMES[label], fill=(0, 0, 0), font=font())
+        x += int(draw.textlength(LABEL_NAMES[label], font=font())) + 14
+    return canvas
+
+
+def legend_width(labels: Sequence[int]) -> int:
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    return PAD + sum(18 + int(draw.textlength(LABEL_NAMES[x], font=font())) + 14 for x in labels)
+
+
+def figure(image: Image.Image, rows: Sequence[tuple[str | None, Sequence[TokenView]]],
+           panel_size: int = 336) -> Image.Image:
+    """Rows of (title, views): each row the method's panels under its title; the legend at the bottom."""
+    if not rows:
+        raise ValueError("figure: no rows to draw")
+    blocks = []
+    for title, views in rows:
+        if not views:
+            raise ValueError(f"figure: row {title!r} has no token views")
+        block = render_views(image, views, panel_size)
+        if title:
+            titled = Image.new("RGB", (block.width, TITLE + block.height), (255, 255, 255))
+            ImageDraw.Draw(titled).text((0, 3), title, fill=(0, 0, 0), font=font(13))
+            titled.paste(block, (0, TITLE))
+            block = titled
+        blocks.append(block)
+    shown = [x for x in (KEPT, CANDIDATE, DROPPED)
+             if x != CANDIDATE or any(v.candidates for _, views in rows for v in views)]
+    width = max(max(b.width for b in blocks), legend_width(shown)) + 2 * PAD
+    height = sum(b.height for b in blocks) + GAP * (len(blocks) - 1) + 2 * PAD + LEGEND
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    y = PAD
+    for block in blocks:
+        canvas.paste(block, (PAD, y))
+        y += block.height + GAP
+    canvas.paste(legend(shown, width), (0, height - PAD - LEGEND))
+    return canvas
+
+
+def _save(canvas: Image.Image, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path, format="PNG")
+    return path
+
+
+def method_title(stats: dict, visual_tokens: int | None = None, answer: str | None = None) -> str:
+    """'mr_pruner · keep 0.1 · 48/336 visual tokens · answer "red"' from a generate output's stats."""
+    method, keep = stats.get("method", "?"), stats.get("keep_ratio")
+    parts = [str(method) if method != "none" else "unpruned"]
+    if method != "none" and keep is not None:
+        parts.append(f"keep {keep:g}")
+    before, newlines = stats.get("visual_tokens_before"), stats.get("newlines")
+    if visual_tokens is not None and before is not None:
+        lines = int(np.asarray(newlines).ravel()[0]) if newlines is not None and np.size(newlines) else 0
+        parts.append(f"{int(visual_tokens)}/{int(np.asarray(before).ravel()[0])} visual tokens"
+                     + (f" (incl. {lines} newlines, always kept)" if lines else ""))
+    if answer is not None:
+        parts.append(f'answer "{answer}"')
+    return " · ".join(parts)
+
+
+def save_kept_overlay(path: str | os.PathLike, image: Image.Image, out, *, sample: int = 0, image_index: int = 0,
+                      panel_size: int = 336, config=None, title: str | None = None) -> Path:
+    """Overlay PNG of one sample of a `jp.generate` output (LLaVA-NeXT: base and tiles side by side).
+    With `config` (model.config) the tile grid sits exactly where unpad left it on the original image."""
+    views = views_of_output(out, sample=sample, image=image_index, image_hw=(image.height, image.width),
+                            config=config)
+    if title is None and isinstance(getattr(out, "stats", None), dict):
+        title = method_title(out.stats, int(np.asarray(out.visual_tokens)[sample]))
+    return _save(figure(image, [(title, views)], panel_size), path)
+
+
+def save_comparison(path: str | os.PathLike, image: Image.Image,
+                    rows: Sequence[tuple[str | None, Sequence[TokenView]]], panel_size: int = 336) -> Path:
+    """Several methods on one image: one row (title, views) per method, one legend."""
+    return _save(figure(image, rows, panel_size), path)
 
 
 def _as_grids(arrays, grids, what: str) -> list[np.ndarray]:
@@ -53,42 +225,14 @@ def _as_grids(arrays, grids, what: str) -> list[np.ndarray]:
     return out
 
 
-def _cell_edges(n: int, size: int) -> np.ndarray:
-    return np.round(np.linspace(0, size, n + 1)).astype(int)
-
-
-def _tint(panel: np.ndarray, rows: np.ndarray, cols: np.ndarray, r: int, c: int, colour, alpha: float) -> None:
-    y0, y1, x0, x1 = rows[r], rows[r + 1], cols[c], cols[c + 1]
-    cell = panel[y0:y1, x0:x1].astype(np.float32)
-    panel[y0:y1, x0:x1] = (cell * (1 - alpha) + np.asarray(colour, np.float32) * alpha).astype(np.uint8)
-
-
-def _render_panel(image: Image.Image, grid: np.ndarray, size: int, *, labels: bool) -> Image.Image:
-    """One panel: the image at size x size with each grid cell tinted by its mask value or label."""
-    panel = np.array(image.convert("RGB").resize((size, size), Image.BILINEAR))
-    rows, cols = _cell_edges(grid.shape[0], size), _cell_edges(grid.shape[1], size)
-    for r in range(grid.shape[0]):
-        for c in range(grid.shape[1]):
-            if labels:
-                alpha = 0.35 if grid[r, c] != DROPPED else 0.6
-                _tint(panel, rows, cols, r, c, LABEL_COLOURS[int(grid[r, c])], alpha)
-            elif not grid[r, c]:
-                _tint(panel, rows, cols, r, c, (0, 0, 0), 0.7)
-    out = Image.fromarray(panel)
-    if not labels:
-        draw = ImageDraw.Draw(out)
-        for r, c in zip(*np.nonzero(grid)):
-            draw.rectangle([cols[c], rows[r], cols[c + 1] - 1, rows[r + 1] - 1], outline=KEPT_OUTLINE)
-    return out
-
-
 def save_overlay(image: Image.Image, path: str | os.PathLike, *, keep=None, labels=None, grids=None,
-                 titles: Sequence[str] | None = None, panel_size: int = 336) -> Path:
-    """Write a kept-token overlay PNG and return its path.
+                 titles: Sequence[str] | None = None, panel_size: int = 336, title: str | None = None) -> Path:
+    """Overlay PNG from plain arrays (no engine), each grid covering the whole image.
 
     keep:   bool array, or a list of them (one per grid: e.g. [base, tiles]), [rows, cols] or flat
-    labels: int array(s) with DROPPED=0 / RETAINED=1 / CANDIDATE=2 (Hi-Lo), same layouts
+    labels: int array(s) with DROPPED=0 / KEPT=1 / CANDIDATE=2 (Hi-Lo), same layouts
     grids:  (rows, cols) or a list of them, needed when the arrays are flat
+    titles: a name per grid (its caption starts with it); title: the figure's row title
     Exactly one of `keep` / `labels`.
     """
     if (keep is None) == (labels is None):
@@ -98,73 +242,25 @@ def save_overlay(image: Image.Image, path: str | os.PathLike, *, keep=None, labe
     if panel_size < 8:
         raise ValueError(f"save_overlay: panel_size must be >= 8 pixels, got {panel_size}")
     use_labels = labels is not None
-    panels = _as_grids(labels if use_labels else keep, grids, "labels" if use_labels else "keep")
-    for i, grid in enumerate(panels):
+    arrays = _as_grids(labels if use_labels else keep, grids, "labels" if use_labels else "keep")
+    for i, grid in enumerate(arrays):
         if use_labels:
-            bad = ~np.isin(grid, (DROPPED, CANDIDATE, RETAINED))
+            bad = ~np.isin(grid, (DROPPED, CANDIDATE, KEPT))
             if bad.any():
-                raise ValueError(f"labels[{i}]: values must be 0 (dropped), 1 (retained) or 2 (candidate), "
+                raise ValueError(f"labels[{i}]: values must be 0 (dropped), 1 (kept) or 2 (candidate), "
                                  f"got {sorted(set(grid[bad].tolist()))}")
         elif grid.dtype != np.bool_:
             raise ValueError(f"keep[{i}]: need a bool mask, got dtype {grid.dtype}")
-    if titles is not None and len(titles) != len(panels):
-        raise ValueError(f"save_overlay: {len(titles)} titles for {len(panels)} panels")
-
-    top = TITLE_HEIGHT if titles else 0
-    width = len(panels) * panel_size + (len(panels) - 1) * GAP
-    canvas = Image.new("RGB", (width, panel_size + top), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    for i, grid in enumerate(panels):
-        x = i * (panel_size + GAP)
-        canvas.paste(_render_panel(image, grid, panel_size, labels=use_labels), (x, top))
-        if titles:
-            draw.text((x + 2, 2), str(titles[i]), fill=(0, 0, 0))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path, format="PNG")
-    return path
+    if titles is not None and len(titles) != len(arrays):
+        raise ValueError(f"save_overlay: {len(titles)} titles for {len(arrays)} panels")
+    names = titles or (["base", "tiles"] if len(arrays) == 2 else [f"grid {i}" for i in range(len(arrays))])
+    views = [TokenView(str(n), (g if use_labels else np.where(g, KEPT, DROPPED)).astype(np.int8))
+             for n, g in zip(names, arrays)]
+    return _save(figure(image, [(title, views)], panel_size), path)
 
 
 def label_grids(visual, labels: np.ndarray, *, sample: int = 0, image: int = 0) -> list[tuple[str, np.ndarray]]:
-    """Per-slot engine labels of one image -> [(kind name, [rows, cols] label grid)], base grid first.
+    """Per-slot engine labels of one image -> [(grid name, [rows, cols] labels)], base grid first."""
+    from jax_pruning.eval.token_views import token_views
 
-    `visual` is the model's VisualTokens map (kind/row/col/image/valid [B, Nv], grid_rows/grid_cols
-    [B, I, 2] indexed by kind) and `labels` [B, Nv] the engine's DROPPED/RETAINED/CANDIDATE per slot.
-    LLaVA-NeXT newline tokens have no grid cell and are left out; a cell no token lands on stays DROPPED.
-    """
-    from models.visual_tokens import KIND_BASE, KIND_TILE
-
-    labels = np.asarray(labels)
-    valid, kinds = np.asarray(visual.valid)[sample], np.asarray(visual.kind)[sample]
-    rows, cols = np.asarray(visual.row)[sample], np.asarray(visual.col)[sample]
-    mine = valid & (np.asarray(visual.image)[sample] == image)
-    if not mine.any():
-        raise ValueError(f"sample {sample} has no visual tokens of image {image}")
-    out = []
-    for kind, name in ((KIND_BASE, "base"), (KIND_TILE, "tiles")):
-        slots = np.nonzero(mine & (kinds == kind))[0]
-        if not len(slots):
-            continue
-        shape = (max(int(np.asarray(visual.grid_rows)[sample, image, kind]), int(rows[slots].max()) + 1),
-                 max(int(np.asarray(visual.grid_cols)[sample, image, kind]), int(cols[slots].max()) + 1))
-        grid = np.full(shape, DROPPED, np.int8)
-        grid[rows[slots], cols[slots]] = labels[sample, slots]
-        out.append((name, grid))
-    return out
-
-
-def save_kept_overlay(path: str | os.PathLike, image: Image.Image, out, *, sample: int = 0, image_index: int = 0,
-                      panel_size: int = 336) -> Path:
-    """Overlay for one sample of a `jp.generate` output (needs out.visual and out.visual_labels).
-
-    Hi-Lo outputs (any CANDIDATE slot) get the three-colour style; every other method a keep mask
-    per grid (LLaVA-NeXT: base and tiles side by side).
-    """
-    if getattr(out, "visual", None) is None or getattr(out, "visual_labels", None) is None:
-        raise ValueError("save_kept_overlay: the generate output carries no visual map / visual_labels")
-    grids = label_grids(out.visual, out.visual_labels, sample=sample, image=image_index)
-    arrays = [g for _, g in grids]
-    titles = [f"{name} {g.shape[0]}x{g.shape[1]}: kept {int(np.sum(g == RETAINED))}/{g.size}" for name, g in grids]
-    if any((g == CANDIDATE).any() for g in arrays):
-        return save_overlay(image, path, labels=arrays, titles=titles, panel_size=panel_size)
-    return save_overlay(image, path, keep=[g == RETAINED for g in arrays], titles=titles, panel_size=panel_size)
+    return [(v.name, v.labels) for v in token_views(visual, labels, sample=sample, image=image)]
