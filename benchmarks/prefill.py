@@ -116,14 +116,14 @@ def kv_cache_bytes(stats: dict, spec, text_config, dtype_bytes: int = 4) -> floa
 
 def kept_sequence(model, inputs: dict, out) -> tuple[np.ndarray, np.ndarray]:
     """(inputs_embeds [1, N, D], position_ids [1, N] or [3, 1, N]) of the tokens the engine kept (sample 0)."""
-    from jax_pruning.engine.generate import KEPT
+    from jax_pruning.engine.generate import KEPT, MERGED
     from jax_pruning.engine.staging import stage
 
     pad = int(model.config.pad_token_id or 0)
     prepared = stage(model, inputs, pad)
     keep = np.asarray(prepared.attention_mask)[0].astype(bool)
     index, valid = np.asarray(prepared.visual.index)[0], np.asarray(prepared.visual.valid)[0]
-    dropped = valid & (out.visual_labels[0] != KEPT)
+    dropped = valid & ~np.isin(out.visual_labels[0], (KEPT, MERGED))
     keep[index[dropped]] = False
     embeds = np.asarray(prepared.inputs_embeds)[:, keep]
     positions = np.asarray(prepared.position_ids)[..., keep]

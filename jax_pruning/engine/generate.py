@@ -51,7 +51,9 @@ from models.sharding import active_mesh, params_on_mesh, place_batch, shard_para
 from models.visual_tokens import KIND_NEWLINE
 
 
-KEPT, DROPPED, CANDIDATE = 1, 0, 2
+# Per visual slot (GenerateOutput.visual_labels): MERGED is a kept slot holding a merged token (ToMe,
+# VisionZip's contextual tokens), ABSORBED a dropped token folded into one.
+KEPT, DROPPED, CANDIDATE, MERGED, ABSORBED = 1, 0, 2, 3, 4
 
 
 @dataclasses.dataclass
@@ -60,7 +62,7 @@ class GenerateOutput:
     visual_tokens: np.ndarray  # int32 [B]
     stats: dict
     visual: object = None  # the model's VisualTokens map (grids, kinds, rows, cols) of this batch
-    visual_labels: np.ndarray | None = None  # int8 [B, Nv]: KEPT / DROPPED / CANDIDATE per visual slot
+    visual_labels: np.ndarray | None = None  # int8 [B, Nv]: KEPT / DROPPED / CANDIDATE / MERGED / ABSORBED per slot
 
 
 def stage_of(spec: PrunerSpec | None, n_layers: int) -> tuple[str, tuple[int, ...]]:
@@ -79,27 +81,28 @@ def check_family(spec: PrunerSpec | None, config) -> None:
 
 def _select(spec, stage: str, model, prepared, budgets, mask: np.ndarray):
     """Before-LLM selection -> (embeds, layer additions, keep [B, Nv], candidates [B, Nv], an in-tower
-    method's FLOPs [B] or None), split over "data" under a mesh."""
+    method's FLOPs [B] or None, merged / absorbed [B, Nv] host masks or None), split over "data" under a mesh."""
     vt = prepared.visual
     embeds, additions = prepared.inputs_embeds, prepared.layer_additions
     valid = np.asarray(vt.valid)
     none = place_batch(np.zeros(valid.shape, bool))
     if spec is None or stage == AT_LLM_LAYER:
-        return embeds, additions, place_batch(valid), none, None
+        return embeds, additions, place_batch(valid), none, None, None
     if spec.method.stage == IN_VISION_TOWER:
-        embeds, additions, keep, flops = tower_select(spec, model, prepared, budgets.keep)
-        return embeds, additions, keep, none, flops
+        embeds, additions, keep, flops, holds, absorbed = tower_select(spec, model, prepared, budgets.keep)
+        return embeds, additions, keep, none, flops, (holds, absorbed)
     index = place_batch(vt.index)
     features = jnp.take_along_axis(embeds, index[..., None], axis=1)  # [B, Nv, D]
     if spec.method.merge is not None:
-        keep, merged = merge_tokens(spec, features, valid, np.asarray(vt.kind), budgets.keep)
-        return place_visual(embeds, merged, jax.tree.map(place_batch, vt)), additions, keep, none, None
+        keep, merged, holds, absorbed = merge_tokens(spec, features, valid, np.asarray(vt.kind), budgets.keep)
+        return place_visual(embeds, merged, jax.tree.map(place_batch, vt)), additions, keep, none, None, (holds,
+                                                                                                      absorbed)
     rows = global_rows(np.asarray(vt.row), np.asarray(vt.image), valid)
     text = instruction_tokens(mask, np.asarray(vt.index), valid)
     keep, cand = select_masks(spec, features, *map(place_batch, (valid, vt.kind, rows, vt.col, budgets.keep,
                                                                 budgets.keep_low, budgets.keep_high,
                                                                 budgets.candidates)), embeds, place_batch(text))
-    return embeds, additions, keep, cand, None
+    return embeds, additions, keep, cand, None, None
 
 
 def _check_rows(inputs) -> None:
@@ -266,7 +269,7 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, stage: 
 
     mask = to_host(prepared.attention_mask).astype(bool)
     start = time.perf_counter()
-    embeds, additions, keep, cand, tower_flops = _select(pruner, stage, model, prepared, budgets, mask)
+    embeds, additions, keep, cand, tower_flops, merges = _select(pruner, stage, model, prepared, budgets, mask)
     jax.block_until_ready((embeds, keep, cand))
     prune_seconds = time.perf_counter() - start
 
@@ -307,6 +310,9 @@ def _generate(model, inputs, pruner, max_new_tokens: int, eos, pad: int, stage: 
     index = np.asarray(vt.index)
     kept = np.take_along_axis(to_host(kept_tokens), index, axis=1)
     labels = np.where(kept, KEPT, np.where(to_host(cand), CANDIDATE, DROPPED)).astype(np.int8)
+    if merges is not None:
+        holds, absorbed = merges
+        labels = np.where(kept & holds, MERGED, np.where(~kept & absorbed, ABSORBED, labels)).astype(np.int8)
     labels[~np.asarray(vt.valid)] = DROPPED
     if rows:  # drop the rows that only evened the batch out
         vt, budgets, text, labels = (_first_rows(x, real_batch) for x in (vt, budgets, text, labels))

@@ -22,6 +22,7 @@ import numpy as np
 from jax_pruning.engine.traces import TRACES
 from jax_pruning.methods.declaration import SelectionInputs
 from jax_pruning.registry import PrunerSpec
+from jax_pruning.parallel import to_host
 from models.sharding import constrain_batch, place_batch
 from models.visual_tokens import KIND_BASE, KIND_NEWLINE, KIND_TILE
 
@@ -89,22 +90,25 @@ def _select_masks(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, ke
 @functools.partial(jax.jit, static_argnames=("merge", "k"))
 def _merge_group(merge, x, content, k: int):
     TRACES["merge"] += 1
-    keep, out = jax.vmap(lambda xs, valid: merge(xs, valid, k))(x, content)
-    return constrain_batch(keep), constrain_batch(out)
+    keep, out, holds, absorbed = jax.vmap(lambda xs, valid: merge(xs, valid, k))(x, content)
+    return constrain_batch(keep), constrain_batch(out), constrain_batch(holds), constrain_batch(absorbed)
 
 
 def merge_tokens(spec: PrunerSpec, x: jax.Array, valid: np.ndarray, kind: np.ndarray, keep: np.ndarray):
     """A merging method (static k) per budget group -> (keep mask [B, Nv], features [B, Nv, D] with the
-    merged values)."""
+    merged values, merged [B, Nv]: kept slots holding several tokens, absorbed [B, Nv]: tokens merged away)."""
     content = np.asarray(valid) & (np.asarray(kind) != KIND_NEWLINE)
     newline = np.asarray(valid) & (np.asarray(kind) == KIND_NEWLINE)
     keep_mask = place_batch(np.zeros(content.shape, bool))
+    holds, absorbed = np.zeros(content.shape, bool), np.zeros(content.shape, bool)
     features = x
     for k in np.unique(keep):
         rows = np.flatnonzero(keep == k)
         if k == 0:
             continue
-        group_keep, group_x = _merge_group(spec.method.merge, x[rows], place_batch(content[rows]), int(k))
+        group_keep, group_x, group_holds, group_absorbed = _merge_group(spec.method.merge, x[rows],
+                                                                        place_batch(content[rows]), int(k))
         keep_mask = keep_mask.at[rows].set(group_keep)
         features = features.at[rows].set(group_x)
-    return keep_mask | place_batch(newline), features
+        holds[rows], absorbed[rows] = to_host(group_holds), to_host(group_absorbed) & content[rows]
+    return keep_mask | place_batch(newline), features, holds, absorbed

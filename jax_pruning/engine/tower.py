@@ -26,6 +26,7 @@ from jax_pruning.engine.select import selection_key
 from jax_pruning.engine.traces import TRACES
 from jax_pruning.methods.declaration import TowerInputs
 from jax_pruning.registry import PrunerSpec
+from jax_pruning.parallel import to_host
 from models.sharding import constrain_batch, place_batch
 from models.visual_tokens import KIND_NEWLINE
 
@@ -79,7 +80,8 @@ def _take(a, slot):  # a [B, Nv, ...], slot [B, G, n] -> [B, G, n, ...]
 
 @functools.partial(jax.jit, static_argnames=("spec", "main"))
 def _tower_select(spec: PrunerSpec, attention, keys, hidden, slot, valid, keep, *, main: int):
-    """-> keep mask [B, Nv], merged projector inputs [B, G*C, P], their slots [B, G*C], merged_valid [B, G*C]."""
+    """-> keep mask [B, Nv], merged projector inputs [B, G*C, P], their slots [B, G*C], merged_valid [B, G*C],
+    absorbed [B, Nv] (tokens folded into a merged one)."""
     TRACES["select"] += 1
     n_slots = attention.shape[1]
     gathered = TowerInputs(_take(attention, slot), _take(keys, slot), _take(hidden, slot), None, valid, keep)
@@ -93,9 +95,12 @@ def _tower_select(spec: PrunerSpec, attention, keys, hidden, slot, valid, keep, 
     at = jnp.take_along_axis(slot, choice.merged_at, axis=2)  # [B, G, C]
     merged_valid = choice.merged_valid & jnp.take_along_axis(valid, choice.merged_at, axis=2)
     mask = mask.at[rows, jnp.where(merged_valid, at, n_slots)].set(True, mode="drop")
+    absorbed = jnp.zeros((batch, n_slots), bool)
+    if choice.absorbed is not None:
+        absorbed = absorbed.at[rows, jnp.where(choice.absorbed & valid, slot, n_slots)].set(True, mode="drop")
     flat = lambda a: a.reshape(batch, -1, *a.shape[3:])  # noqa: E731
     return (constrain_batch(mask), constrain_batch(flat(choice.merged)), constrain_batch(flat(at)),
-            constrain_batch(flat(merged_valid)))
+            constrain_batch(flat(merged_valid)), constrain_batch(absorbed))
 
 
 @nnx.jit
@@ -112,13 +117,14 @@ def _write_merged(model, embeds, additions, merged, at, merged_valid, index):
 
 
 def tower_select(spec: PrunerSpec, model, prepared, keep: np.ndarray):
-    """-> (inputs_embeds, layer_additions, keep mask [B, Nv] with newlines, the method's FLOPs [B])."""
+    """-> (inputs_embeds, layer_additions, keep mask [B, Nv] with newlines, the method's FLOPs [B], merged
+    [B, Nv]: slots holding a merged token, absorbed [B, Nv]: tokens folded into one)."""
     evidence, vt = prepared.evidence, prepared.visual
     if evidence is None:
         raise ValueError(f"{spec.name} selects inside the vision tower but the model returned no tower evidence "
                          f"(prepare(evidence=True))")
     groups = plan_groups(evidence.group, keep)
-    mask, merged, at, merged_valid = _tower_select(
+    mask, merged, at, merged_valid, absorbed = _tower_select(
         selection_key(spec), evidence.attention, evidence.keys, evidence.hidden,
         *map(place_batch, (groups.slot, groups.valid, groups.keep)), main=int(evidence.main))
     embeds, additions = prepared.inputs_embeds, prepared.layer_additions
@@ -128,4 +134,8 @@ def tower_select(spec: PrunerSpec, model, prepared, keep: np.ndarray):
     flops = np.zeros(len(keep))
     if spec.method.tower_flops is not None:
         flops = np.asarray(spec.method.tower_flops(spec.options, groups.sizes, groups.keep, evidence.widths), float)
-    return embeds, additions, mask | place_batch(newline), flops
+    n_slots = mask.shape[1]
+    holds = np.zeros(mask.shape, bool)
+    rows, at_host, ok = np.nonzero(to_host(merged_valid))[0], to_host(at), to_host(merged_valid)
+    holds[rows, at_host[ok]] = True
+    return embeds, additions, mask | place_batch(newline), flops, holds[:, :n_slots], to_host(absorbed)

@@ -2,7 +2,9 @@
 
 A kept token's cell shows the image exactly as it is; a dropped token's cell is
 greyed and dimmed (DIM: the content stays faintly readable); a Hi-Lo candidate
-(kept for the merge stage, removed later) is tinted amber. Every figure carries
+(kept for the merge stage, removed later) is tinted amber; a merged token (ToMe,
+VisionZip's contextual tokens: a kept slot holding an average) is tinted cyan,
+and the tokens folded into merged ones are dimmed with a faint cyan. Every figure carries
 a legend, and every panel a caption with its grid and kept count.
 
 Geometry comes from `TokenView`s (eval/token_views.py): LLaVA-NeXT's base and
@@ -26,12 +28,14 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from jax_pruning.eval.token_views import CANDIDATE, DROPPED, KEPT, TokenView, views_of_output
+from jax_pruning.eval.token_views import ABSORBED, CANDIDATE, DROPPED, KEPT, LABELS, MERGED, TokenView, views_of_output
 
 RETAINED = KEPT  # Hi-Lo's name for a kept token
 DIM, DIM_TO = 0.35, 24.0  # dropped = DIM * grey(pixel) + (1 - DIM) * DIM_TO
 AMBER, AMBER_ALPHA = (255, 176, 0), 0.45  # candidate = pixel tinted amber
+CYAN, CYAN_ALPHA, ABSORBED_ALPHA = (0, 200, 230), 0.35, 0.30  # merged token; tokens merged into one (dimmed)
 LABEL_NAMES = {KEPT: "kept (image as is)", CANDIDATE: "candidate (amber: merged, then removed)",
+               MERGED: "merged token (cyan: an average of several)", ABSORBED: "merged away (dim cyan)",
                DROPPED: "dropped (greyed, dimmed)"}
 GAP, PAD = 8, 6
 CAPTION, TITLE, LEGEND = 16, 20, 22  # heights of a panel caption, a row title, the legend line
@@ -55,8 +59,16 @@ def dimmed(pixels: np.ndarray) -> np.ndarray:
     return np.repeat((DIM * grey + (1 - DIM) * DIM_TO)[..., None], 3, axis=-1)
 
 
-def tinted(pixels: np.ndarray) -> np.ndarray:
-    return pixels.astype(np.float32) * (1 - AMBER_ALPHA) + np.asarray(AMBER, np.float32) * AMBER_ALPHA
+def tinted(pixels: np.ndarray, colour=AMBER, alpha: float = AMBER_ALPHA) -> np.ndarray:
+    return pixels.astype(np.float32) * (1 - alpha) + np.asarray(colour, np.float32) * alpha
+
+
+def styled(pixels: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Pixels [..., 3] styled by their token's label [..., 1]."""
+    out = np.where(labels == KEPT, pixels, dimmed(pixels))
+    out = np.where(labels == CANDIDATE, tinted(pixels), out)
+    out = np.where(labels == MERGED, tinted(pixels, CYAN, CYAN_ALPHA), out)
+    return np.where(labels == ABSORBED, tinted(dimmed(pixels), CYAN, ABSORBED_ALPHA), out)
 
 
 def pixel_labels(view: TokenView, height: int, width: int) -> np.ndarray:
@@ -83,14 +95,14 @@ def render_panel(image: Image.Image, view: TokenView, panel_size: int) -> Image.
     width, height = panel_size_of(image, view, panel_size)
     pixels = np.asarray(image.convert("RGB").resize((width, height), Image.BILINEAR))
     labels = pixel_labels(view, height, width)[..., None]
-    out = np.where(labels == KEPT, pixels, np.where(labels == CANDIDATE, tinted(pixels), dimmed(pixels)))
-    return Image.fromarray(np.round(out).astype(np.uint8))
+    return Image.fromarray(np.round(styled(pixels, labels)).astype(np.uint8))
 
 
 def caption(view: TokenView) -> str:
     rows, cols = view.labels.shape
     text = f"{view.name} {rows}x{cols}: kept {view.kept}/{view.labels.size} ({100 * view.kept / view.labels.size:.0f}%)"
-    return text + (f", {view.candidates} candidates" if view.candidates else "")
+    text += f", {view.candidates} candidates" if view.candidates else ""
+    return text + (f", {view.merged} merged" if view.merged else "")
 
 
 def render_views(image: Image.Image, views: Sequence[TokenView], panel_size: int = 336, *,
@@ -113,8 +125,7 @@ def _swatch(label: int, size: int = 14) -> Image.Image:
     """A red-to-blue gradient in the style of `label`: shows what happens to any content."""
     ramp = np.linspace(0, 1, size, dtype=np.float32)[None, :, None]
     pixels = np.broadcast_to(ramp * [40, 90, 230] + (1 - ramp) * [230, 60, 40], (size, size, 3))
-    styled = {KEPT: pixels, CANDIDATE: tinted(pixels), DROPPED: dimmed(pixels)}[label]
-    return Image.fromarray(np.round(styled).astype(np.uint8))
+    return Image.fromarray(np.round(styled(pixels, np.full((size, size, 1), label))).astype(np.uint8))
 
 
 def legend(labels: Sequence[int], width: int) -> Image.Image:
@@ -151,8 +162,8 @@ def figure(image: Image.Image, rows: Sequence[tuple[str | None, Sequence[TokenVi
             titled.paste(block, (0, TITLE))
             block = titled
         blocks.append(block)
-    shown = [x for x in (KEPT, CANDIDATE, DROPPED)
-             if x != CANDIDATE or any(v.candidates for _, views in rows for v in views)]
+    present = {int(x) for _, views in rows for v in views for x in np.unique(v.labels)}
+    shown = [x for x in (KEPT, CANDIDATE, MERGED, ABSORBED, DROPPED) if x in (KEPT, DROPPED) or x in present]
     width = max(max(b.width for b in blocks), legend_width(shown)) + 2 * PAD
     height = sum(b.height for b in blocks) + GAP * (len(blocks) - 1) + 2 * PAD + LEGEND
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
@@ -230,7 +241,7 @@ def save_overlay(image: Image.Image, path: str | os.PathLike, *, keep=None, labe
     """Overlay PNG from plain arrays (no engine), each grid covering the whole image.
 
     keep:   bool array, or a list of them (one per grid: e.g. [base, tiles]), [rows, cols] or flat
-    labels: int array(s) with DROPPED=0 / KEPT=1 / CANDIDATE=2 (Hi-Lo), same layouts
+    labels: int array(s) with DROPPED=0 / KEPT=1 / CANDIDATE=2 (Hi-Lo) / MERGED=3 / ABSORBED=4, same layouts
     grids:  (rows, cols) or a list of them, needed when the arrays are flat
     titles: a name per grid (its caption starts with it); title: the figure's row title
     Exactly one of `keep` / `labels`.
@@ -245,10 +256,10 @@ def save_overlay(image: Image.Image, path: str | os.PathLike, *, keep=None, labe
     arrays = _as_grids(labels if use_labels else keep, grids, "labels" if use_labels else "keep")
     for i, grid in enumerate(arrays):
         if use_labels:
-            bad = ~np.isin(grid, (DROPPED, CANDIDATE, KEPT))
+            bad = ~np.isin(grid, LABELS)
             if bad.any():
-                raise ValueError(f"labels[{i}]: values must be 0 (dropped), 1 (kept) or 2 (candidate), "
-                                 f"got {sorted(set(grid[bad].tolist()))}")
+                raise ValueError(f"labels[{i}]: values must be 0 (dropped), 1 (kept), 2 (candidate), 3 (merged) or "
+                                 f"4 (merged away), got {sorted(set(grid[bad].tolist()))}")
         elif grid.dtype != np.bool_:
             raise ValueError(f"keep[{i}]: need a bool mask, got dtype {grid.dtype}")
     if titles is not None and len(titles) != len(arrays):

@@ -2,7 +2,7 @@
 
 A `TokenView` is one token grid of one image (LLaVA-NeXT: the base grid and the
 anyres tile grid; Qwen-VL: its single merged grid) with the engine's per-token
-label (KEPT / DROPPED / CANDIDATE) and the rectangle the grid covers, in
+label (KEPT / DROPPED / CANDIDATE / MERGED / ABSORBED) and the rectangle the grid covers, in
 fractions of the displayed image:
 
 - LLaVA-NeXT is drawn on the original image. The base crop is the whole image
@@ -16,7 +16,7 @@ fractions of the displayed image:
   the merged grid's cells are square: display aspect = cols / rows (a video:
   its first temporal patch).
 
-Views go into predictions.jsonl (`encode_views`: 2 bits per token, base64) so
+Views go into predictions.jsonl (`encode_views`: 4 bits per token, base64) so
 a report can draw the overlays long after the run.
 """
 
@@ -29,7 +29,8 @@ import math
 import numpy as np
 
 # The engine's per-slot label values (GenerateOutput.visual_labels).
-DROPPED, KEPT, CANDIDATE = 0, 1, 2
+DROPPED, KEPT, CANDIDATE, MERGED, ABSORBED = 0, 1, 2, 3, 4
+LABELS = (DROPPED, KEPT, CANDIDATE, MERGED, ABSORBED)
 FULL_BOX = (0.0, 0.0, 1.0, 1.0)
 
 
@@ -45,7 +46,12 @@ class TokenView:
 
     @property
     def kept(self) -> int:
-        return int(np.sum(self.labels == KEPT))
+        """Tokens the LLM sees from this grid (merged tokens included)."""
+        return int(np.sum((self.labels == KEPT) | (self.labels == MERGED)))
+
+    @property
+    def merged(self) -> int:
+        return int(np.sum(self.labels == MERGED))
 
     @property
     def candidates(self) -> int:
@@ -131,14 +137,16 @@ def views_of_output(out, *, sample: int = 0, image: int = 0, image_hw=None, conf
 
 def _pack(labels: np.ndarray) -> str:
     flat = np.asarray(labels, np.uint8).ravel()
-    flat = np.concatenate([flat, np.zeros(-len(flat) % 4, np.uint8)]).reshape(-1, 4)
-    packed = flat[:, 0] | flat[:, 1] << 2 | flat[:, 2] << 4 | flat[:, 3] << 6
+    flat = np.concatenate([flat, np.zeros(-len(flat) % 2, np.uint8)]).reshape(-1, 2)
+    packed = flat[:, 0] | flat[:, 1] << 4
     return base64.b64encode(packed.astype(np.uint8).tobytes()).decode("ascii")
 
 
-def _unpack(text: str, shape: tuple[int, int]) -> np.ndarray:
+def _unpack(text: str, shape: tuple[int, int], bits: int = 4) -> np.ndarray:
+    """bits: 4 (this version) or 2 (records written before MERGED / ABSORBED existed)."""
     packed = np.frombuffer(base64.b64decode(text), np.uint8)
-    flat = np.stack([(packed >> s) & 3 for s in (0, 2, 4, 6)], axis=1).ravel()
+    mask = (1 << bits) - 1
+    flat = np.stack([(packed >> s) & mask for s in range(0, 8, bits)], axis=1).ravel()
     n = shape[0] * shape[1]
     if len(flat) < n:
         raise ValueError(f"token labels: {len(flat)} values do not fill a {shape[0]}x{shape[1]} grid")
@@ -146,11 +154,11 @@ def _unpack(text: str, shape: tuple[int, int]) -> np.ndarray:
 
 
 def encode_views(views: list[TokenView]) -> list[dict]:
-    """JSON-able compact form (2 bits a token) for a predictions record."""
+    """JSON-able compact form (4 bits a token) for a predictions record."""
     return [{"name": v.name, "shape": list(v.labels.shape), "box": [round(float(x), 6) for x in v.box],
-             "aspect": v.aspect, "labels": _pack(v.labels)} for v in views]
+             "aspect": v.aspect, "labels": _pack(v.labels), "bits": 4} for v in views]
 
 
 def decode_views(data: list[dict]) -> list[TokenView]:
-    return [TokenView(d["name"], _unpack(d["labels"], tuple(d["shape"])), tuple(d["box"]), d.get("aspect"))
-            for d in data]
+    return [TokenView(d["name"], _unpack(d["labels"], tuple(d["shape"]), d.get("bits", 2)), tuple(d["box"]),
+                      d.get("aspect")) for d in data]

@@ -174,6 +174,7 @@ class TowerChoice(NamedTuple):
     merged: Any
     merged_at: Any
     merged_valid: Any
+    absorbed: Any = None  # [n]: dropped tokens folded into a merged token (None: none)
 
 
 def proportional_budget(spec, counts: TokenCounts) -> Budget:
@@ -199,8 +200,9 @@ class Method:
     stage: BEFORE_LLM, AT_LLM_LAYER or BIAS_THEN_REMOVE.
     select(options, SelectionInputs) -> (keep [Nv], candidates [Nv]): the before-LLM selection
         of one sample, jittable with traced budgets (options: the spec's mapping).
-    merge: instead of `select`, a before-LLM merge with a static k (ToMe): (x [B, Nv, D],
-        valid [B, Nv], k) -> (keep [B, Nv], x with the merged values written at the kept slots).
+    merge: instead of `select`, a before-LLM merge with a static k (ToMe): (x [Nv, D], valid [Nv], k) ->
+        (keep [Nv], x with the merged values written at the kept slots, merged [Nv]: kept slots holding
+        an average of several tokens, absorbed [Nv]: dropped tokens folded into one).
     budget(spec, TokenCounts) -> Budget.
     flops(spec, n visual [B], width, text config, prompt tokens [B]) -> the method's own FLOPs [B].
     layer_option: the option holding the LLM layer where the method acts (AT_LLM_LAYER,

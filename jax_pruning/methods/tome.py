@@ -133,14 +133,18 @@ def _check_inputs(x, k, valid) -> int:
 
 
 def merge_in_place(x, valid, k: int):
-    """x [N, d] -> (keep [N]: the surviving tokens, x with each survivor's row holding its merged mean).
+    """x [N, d] -> (keep [N]: the surviving tokens, x with each survivor's row holding its merged mean,
+    merged [N]: survivors that absorbed others, absorbed [N]: the tokens merged away).
 
     The before-LLM form the engine uses: the LLM sees the survivors at their own positions.
     """
-    merged, _, index, slot_valid = merge(x, k, valid=valid)
+    merged, size, index, slot_valid = merge(x, k, valid=valid)
+    target = jnp.where(slot_valid, index, x.shape[0])
     keep = jnp.zeros(x.shape[0], bool).at[index].max(slot_valid)
-    out = x.at[jnp.where(slot_valid, index, x.shape[0])].set(merged.astype(x.dtype), mode="drop")
-    return keep, out
+    holds = jnp.zeros(x.shape[0], bool).at[target].set(size > 1, mode="drop")
+    out = x.at[target].set(merged.astype(x.dtype), mode="drop")
+    absorbed = (jnp.ones(x.shape[0], bool) if valid is None else valid) & ~keep
+    return keep, out, holds, absorbed
 
 
 def _flops(spec, n, width: int) -> np.ndarray:

@@ -268,7 +268,9 @@ def _tower_select(options, inputs: declaration.TowerInputs) -> declaration.Tower
     kept, tokens, target, slot_valid = select_traced(
         inputs.attention.T, inputs.keys, inputs.hidden, inputs.valid, keep - n_contextual, n_contextual,
         _capacity(options, n))
-    return declaration.TowerChoice(kept, tokens, target, slot_valid)
+    is_target = jnp.zeros((n,), bool).at[jnp.where(slot_valid, target, n)].set(True, mode="drop")
+    absorbed = inputs.valid & ~kept & ~is_target & jnp.any(slot_valid)  # every other token joins a target
+    return declaration.TowerChoice(kept, tokens, target, slot_valid, absorbed)
 
 
 def _tower_flops(options, sizes, keep, widths):

@@ -29,7 +29,7 @@ from models.decoder import last_query_and_keys, run_layers
 from models.rope import rope_tables
 from models.visual_tokens import KIND_NEWLINE
 
-KEPT, DROPPED, CANDIDATE = 1, 0, 2  # the engine's label values (checked in the tests)
+KEPT, DROPPED, CANDIDATE, MERGED, ABSORBED = 1, 0, 2, 3, 4  # the engine's label values (checked in the tests)
 
 
 def token_roles(prepared, labels, b: int):
@@ -40,7 +40,8 @@ def token_roles(prepared, labels, b: int):
     index = np.asarray(vt.index[b])[valid]
     role = np.full(mask.shape, "text", dtype=object)
     image = np.full(mask.shape, -1)
-    role[index] = np.asarray(labels[b])[valid]
+    label = np.asarray(labels[b])[valid]
+    role[index] = np.where(label == MERGED, KEPT, np.where(label == ABSORBED, DROPPED, label))  # a merged token is kept
     image[index] = np.asarray(vt.image[b])[valid]
     rows = np.flatnonzero(mask)
     return rows, role[rows], image[rows]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import jax_pruning as jp
-from jax_pruning.engine import CANDIDATE, DROPPED, KEPT, generate
+from jax_pruning.engine import ABSORBED, CANDIDATE, DROPPED, KEPT, MERGED, generate
 from jax_pruning.engine.staging import stage
 from tests.engine import families as F
 from tests.engine import reference as R
@@ -42,7 +42,7 @@ def check_against_reference(model, inputs, spec, out):
     vt = prepared.visual
     real = out.stats["visual_tokens_before"] - out.stats["newlines"]
     for b in range(len(out.tokens)):
-        kept = np.sort(np.asarray(vt.index[b])[out.visual_labels[b] == KEPT])
+        kept = np.sort(np.asarray(vt.index[b])[np.isin(out.visual_labels[b], (KEPT, MERGED))])
         k = int(np.floor(spec.keep_ratio * real[b]))
         embeds = None
         if spec.name == "tome":
@@ -104,7 +104,12 @@ def test_each_method_sees_its_budget_and_matches_the_reference(family_setup):
         assert (seen < before).all() and (seen > 0).all(), (name, seen, before)
         np.testing.assert_array_equal(seen, expected_seen(name, 0.3, out.visual), err_msg=name)
         labels = out.visual_labels
-        np.testing.assert_array_equal((labels == KEPT).sum(axis=1), seen, err_msg=name)
+        np.testing.assert_array_equal(np.isin(labels, (KEPT, MERGED)).sum(axis=1), seen, err_msg=name)
+        if name == "tome":  # every token it removes is merged into a survivor
+            assert (labels == MERGED).any(), name
+            np.testing.assert_array_equal((labels == ABSORBED).sum(axis=1), before - seen, err_msg=name)
+        else:
+            assert not np.isin(labels, (MERGED, ABSORBED)).any(), name
         assert ((labels == CANDIDATE).sum(axis=1) == (out.stats["candidates"] if name == "hilo" else 0)).all(), name
         last_cache = out.stats["kv_cache_tokens"][-1]
         np.testing.assert_array_equal(last_cache, text + seen, err_msg=f"{name}: KV cache != text + kept")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jax_pruning as jp
-from jax_pruning.engine import KEPT, generate
+from jax_pruning.engine import ABSORBED, KEPT, MERGED, generate
 from jax_pruning.engine.staging import stage
 from jax_pruning.engine.tower import split_budget, tower_select
 from tests.engine import families as F
@@ -88,14 +88,18 @@ def test_keeps_what_its_reference_picks_and_decodes_like_the_reference(family_se
     assert out.stats["llm_flops"] < unpruned.stats["llm_flops"] and out.stats["prune_flops"] > 0
 
     prepared = stage(model, inputs, 0, evidence=True)
-    embeds, additions, _, _ = tower_select(spec, model, prepared, k)
+    embeds, additions = tower_select(spec, model, prepared, k)[:2]
     vt = prepared.visual
     any_merged = False
     for b in range(len(out.tokens)):
         index = np.asarray(vt.index[b])
-        got = np.sort(np.flatnonzero((out.visual_labels[b] == KEPT) & (np.asarray(vt.kind[b]) != 2)))
+        labels = out.visual_labels[b]
+        got = np.sort(np.flatnonzero(np.isin(labels, (KEPT, MERGED)) & (np.asarray(vt.kind[b]) != 2)))
         want, merged = reference_choice(spec, prepared.evidence, b, int(k[b]))
         np.testing.assert_array_equal(got, want, err_msg=f"{family} sample {b}")
+        np.testing.assert_array_equal(np.flatnonzero(labels == MERGED), sorted(merged), err_msg="merged slots")
+        if name == "vispruner":
+            assert not (labels == ABSORBED).any()
         assert not merged or name == "visionzip"
         any_merged = any_merged or bool(merged)
         if merged:

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jax_pruning.eval.overlay import (AMBER, AMBER_ALPHA, CANDIDATE, CAPTION, DIM, DIM_TO, DROPPED, GAP, LEGEND,
-                                      PAD, RETAINED, TITLE, figure, pixel_labels, render_panel, render_views,
-                                      save_comparison, save_overlay)
-from jax_pruning.eval.token_views import KEPT, TokenView, decode_views, encode_views, llava_tile_box, token_views
+from jax_pruning.eval.overlay import (ABSORBED_ALPHA, AMBER, AMBER_ALPHA, CANDIDATE, CAPTION, CYAN, CYAN_ALPHA, DIM,
+                                      DIM_TO, DROPPED, GAP, LEGEND, PAD, RETAINED, TITLE, caption, figure, pixel_labels,
+                                      render_panel, render_views, save_comparison, save_overlay)
+from jax_pruning.eval.token_views import (ABSORBED, KEPT, MERGED, TokenView, decode_views, encode_views, llava_tile_box,
+                                          token_views)
 
 
 def _photo(size=(40, 30), seed=0):
@@ -116,7 +117,12 @@ def test_token_views_from_the_engine_map_and_their_compact_encoding():
     for a, b in zip(views, back):
         np.testing.assert_array_equal(a.labels, b.labels)
         assert a.box == b.box and a.name == b.name
-    assert len(encode_views(views)[1]["labels"]) <= 4  # 6 tokens at 2 bits: 2 bytes, base64
+    assert len(encode_views(views)[1]["labels"]) <= 4  # 6 tokens at 4 bits: 3 bytes, base64
+    merged = TokenView("tiles", np.array([[0, 1, 2, 3, 4]], np.int8))
+    np.testing.assert_array_equal(decode_views(encode_views([merged]))[0].labels, merged.labels)
+    legacy = dict(encode_views([views[1]])[0], labels="ZAA=")  # a record written at 2 bits a token
+    del legacy["bits"]
+    np.testing.assert_array_equal(decode_views([legacy])[0].labels, [[0, 1, 2], [1, 0, 0]])
     with pytest.raises(ValueError, match="no visual tokens of image 1"):
         token_views(visual, labels, image=1)
     qwen = VisualTokens(index=arr([0, 1, 2, 3, 4, 5]), valid=arr([True] * 6, bool), kind=arr([0] * 6, np.int8),
@@ -135,7 +141,7 @@ def test_token_views_from_the_engine_map_and_their_compact_encoding():
     (dict(keep=np.ones(5, bool), grids=(2, 3)), "do not fill"),
     (dict(keep=np.ones(6, bool)), "2-D"),
     (dict(keep=np.ones((2, 3), np.int32)), "bool mask"),
-    (dict(labels=np.array([[0, 3]])), "0 \\(dropped\\), 1 \\(kept\\)"),
+    (dict(labels=np.array([[0, 5]])), "0 \\(dropped\\), 1 \\(kept\\)"),
     (dict(keep=[np.ones((2, 2), bool)], grids=[(2, 2), (2, 2)]), "1 arrays but 2 grid"),
     (dict(keep=np.ones((2, 2), bool), titles=["a", "b"]), "2 titles for 1"),
 ])
@@ -148,7 +154,22 @@ def test_label_values_are_the_engines():
     import importlib
 
     engine = importlib.import_module("jax_pruning.engine.generate")
-    assert (DROPPED, RETAINED, CANDIDATE) == (engine.DROPPED, engine.KEPT, engine.CANDIDATE)
+    assert (DROPPED, RETAINED, CANDIDATE, MERGED, ABSORBED) == (engine.DROPPED, engine.KEPT, engine.CANDIDATE,
+                                                                engine.MERGED, engine.ABSORBED)
+
+
+def test_merged_tokens_are_cyan_and_the_tokens_merged_away_dim_cyan(tmp_path):
+    image = _photo((64, 64), seed=3)
+    labels = np.array([[MERGED, ABSORBED], [KEPT, DROPPED]], np.int8)
+    panel = np.asarray(render_panel(image, TokenView("base", labels), 64)).astype(float)
+    original = np.asarray(image).astype(float)
+    np.testing.assert_allclose(panel[:32, :32], original[:32, :32] * (1 - CYAN_ALPHA) + np.asarray(CYAN) * CYAN_ALPHA,
+                               atol=1)
+    grey = DIM * _grey(original[:32, 32:]) + (1 - DIM) * DIM_TO
+    np.testing.assert_allclose(panel[:32, 32:, 0], grey * (1 - ABSORBED_ALPHA) + CYAN[0] * ABSORBED_ALPHA, atol=1)
+    path = save_overlay(image, tmp_path / "m.png", labels=labels)
+    assert path.exists()
+    assert caption(TokenView("base", labels)).endswith("kept 2/4 (50%), 1 merged")  # a merged token is seen
 
 
 def test_kept_overlay_needs_a_generate_output(tmp_path):
