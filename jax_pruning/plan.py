@@ -323,7 +323,7 @@ def _qwen_tokens(visual_tokens: int):
     return VisualTokens(index=np.arange(n, dtype=np.int32)[None], valid=ones, kind=zeros.astype(np.int8),
                         row=zeros, col=np.arange(n, dtype=np.int32)[None], image=zeros,
                         grid_rows=np.zeros((1, 1, 2), np.int32), grid_cols=np.zeros((1, 1, 2), np.int32),
-                        frames=np.ones((1, 1), np.int32))
+                        frames=np.ones((1, 1), np.int32), frame=zeros, video=np.full((1, n), -1, np.int32))
 
 
 @dataclasses.dataclass(frozen=True)

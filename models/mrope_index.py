@@ -42,9 +42,11 @@ def mm_token_type_ids_from(input_ids, image_token_id: int, video_token_id: Optio
     return types
 
 
-def _vision_positions(start: int, grid, merge: int, interval: float) -> np.ndarray:
+def _vision_positions(start: int, grid, merge: int, interval) -> np.ndarray:
     t, h, w = int(grid[0]), int(grid[1]) // merge, int(grid[2]) // merge
-    tt = (np.arange(t) * interval).astype(np.int64)  # truncation like torch .long()
+    step = np.asarray(interval)  # a float32 step multiplies in float32, as HF's float32 second_per_grid_ts does
+    tt = np.arange(t).astype(step.dtype if step.dtype.kind == "f" else np.int64) * step
+    tt = tt.astype(np.int64)  # truncation like torch .long()
     tt, hh, ww = np.meshgrid(tt, np.arange(h), np.arange(w), indexing="ij")
     return np.stack([tt.reshape(-1), hh.reshape(-1), ww.reshape(-1)]) + start  # [3, t*h*w]
 
@@ -100,9 +102,10 @@ def get_rope_index(
         return positions, np.zeros((batch, 1), np.int32)
 
     intervals = [1.0] * len(videos)
-    if family == "qwen2_5_vl":
-        seconds = [1.0] * len(videos) if second_per_grid_ts is None else list(np.asarray(second_per_grid_ts))
-        intervals = [tokens_per_second * float(s) for s in seconds]
+    if family == "qwen2_5_vl":  # HF: tokens_per_second * next(second_per_grid_ts), in the seconds' float dtype
+        seconds = np.ones(len(videos)) if second_per_grid_ts is None else np.asarray(second_per_grid_ts).reshape(-1)
+        dtype = seconds.dtype if seconds.dtype.kind == "f" else np.float32
+        intervals = [np.asarray(tokens_per_second, dtype) * np.asarray(s, dtype) for s in seconds]
     if family == "qwen3_vl":  # one single-frame grid per video frame
         videos = [(1, h, w) for t, h, w in videos for _ in range(t)]
         intervals = [1.0] * len(videos)

@@ -36,7 +36,8 @@ from models.sharding import constrain_batch, place_batch
 from models.tower_evidence import TowerEvidence
 from models.visual_tokens import VisualTokens
 
-ACCEPTED_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")
+ACCEPTED_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids",
+                   "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 QWEN_VL_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 
 
@@ -57,6 +58,9 @@ class QwenVLModel(TwoStageForward, nnx.Module):
         pixel_values=None,
         image_grid_thw=None,
         mm_token_type_ids=None,
+        pixel_values_videos=None,
+        video_grid_thw=None,
+        second_per_grid_ts=None,
         *,
         visual_capacity: int | None = None,
         max_images: int | None = None,
@@ -68,9 +72,12 @@ class QwenVLModel(TwoStageForward, nnx.Module):
     ) -> PreparedInputs:
         """Processor outputs -> PreparedInputs.
 
-        Static sizes (default: exact for this batch): visual_capacity (Nv), max_images (I), and the
-        tower's unit_capacity (attention units = frames of images), unit_patch_capacity (patches per
-        unit), unit_window_capacity (Qwen2.5-VL windows per unit); see models/qwen_vision/layout.py.
+        Videos (pixel_values_videos / video_grid_thw, Qwen2.5-VL also second_per_grid_ts) go through
+        the same tower call as the images; their tokens sit at `<|video_pad|>` (models/qwen_vl_plan.py).
+        Static sizes (default: exact for this batch): visual_capacity (Nv), max_images (I: images and
+        videos per sample), and the tower's unit_capacity (attention units = frames of images, temporal
+        patches of videos), unit_patch_capacity (patches per unit), unit_window_capacity (Qwen2.5-VL
+        windows per unit); see models/qwen_vision/layout.py.
         evidence: also return what in-tower pruning reads (models.tower_evidence), per slot.
         """
         reject_unknown("QwenVLModel", extra, ACCEPTED_INPUTS)
@@ -84,6 +91,9 @@ class QwenVLModel(TwoStageForward, nnx.Module):
             image_grid_thw,
             mm_token_type_ids,
             video_token_id=self.config.video_token_id,
+            pixel_values_videos=pixel_values_videos,
+            video_grid_thw=video_grid_thw,
+            second_per_grid_ts=second_per_grid_ts,
             unit_capacity=unit_capacity,
             unit_patch_capacity=unit_patch_capacity,
             unit_window_capacity=unit_window_capacity,

@@ -18,6 +18,13 @@ Padding slots: valid False, index 0 (safe to gather), kind 0, row/col/image -1.
 Per image (padded to `I` images per sample): `grid_rows`, `grid_cols` [B, I, 2],
 the last axis indexed by kind (KIND_BASE, KIND_TILE; zeros where absent or for
 padding), and `frames` [B, I] (Qwen's t; 1 for LLaVA; 0 for padding).
+
+Videos (Qwen-VL): a video is one "image" of the sample (`image` numbers images
+and videos together, in prompt order) with t > 1 temporal patches; per slot
+`frame` is the token's temporal patch t' (0 for image tokens, -1 for padding),
+so row = frame * h + r with h = grid_rows / frames, and `video` is the video's
+number within the sample (-1 for image tokens and padding). Both default to
+None for maps built by hand; `pack_visual_tokens` always fills them.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ class ImageTokens:
     base_grid: tuple[int, int]  # (rows, cols) of the base grid
     tile_grid: tuple[int, int] = (0, 0)  # (rows, cols) of the unpadded tile grid, newline column excluded
     frames: int = 1
+    frame: Optional[np.ndarray] = None  # [n] int temporal patch of each token (None: all 0)
+    video: bool = False  # a video (Qwen-VL `pixel_values_videos`), not an image
 
     @property
     def num_tokens(self) -> int:
@@ -60,6 +69,8 @@ class VisualTokens:
     grid_rows: np.ndarray  # [B, I, 2] int32: rows of the (base, tile) grid of each image
     grid_cols: np.ndarray  # [B, I, 2] int32
     frames: np.ndarray  # [B, I] int32
+    frame: Optional[np.ndarray] = None  # [B, Nv] int32: temporal patch within its video; 0 images, -1 padding
+    video: Optional[np.ndarray] = None  # [B, Nv] int32: video number within the sample; -1 images and padding
 
     @property
     def capacity(self) -> int:
@@ -70,8 +81,11 @@ class VisualTokens:
         return self.valid.sum(axis=-1)
 
 
-def images_per_sample(input_ids, image_token_id: int, tokens_per_image: Sequence[int]) -> list[int]:
-    """Assign images (in order) to samples by their image-token counts; ValueError on any mismatch."""
+def images_per_sample(input_ids, image_token_id: int, tokens_per_image: Sequence[int],
+                      what: str = "image") -> list[int]:
+    """Assign images (in order) to samples by their image-token counts; ValueError on any mismatch.
+
+    what: "image" or "video" (the same rule assigns videos by their video-token counts), for the messages."""
     ids = np.asarray(input_ids)
     if ids.ndim != 2:
         raise ValueError(f"input_ids of shape {ids.shape}: expected [batch, seq]")
@@ -84,14 +98,15 @@ def images_per_sample(input_ids, image_token_id: int, tokens_per_image: Sequence
             i, n = i + 1, n + 1
         if have != want:
             raise ValueError(
-                f"Image features and image tokens do not match: sample {b} has {want} image tokens, but its images "
-                f"give {have} features (tokens per image: {list(tokens_per_image)})"
+                f"{what.capitalize()} features and {what} tokens do not match: sample {b} has {want} {what} tokens, "
+                f"but its {what}s give {have} features (tokens per {what}: {list(tokens_per_image)})"
             )
         out.append(n)
     if i != len(tokens_per_image):
         raise ValueError(
-            f"Image features and image tokens do not match: {len(tokens_per_image) - i} image(s) left without "
-            f"image tokens (image tokens per sample: {counts}, tokens per image: {list(tokens_per_image)})"
+            f"{what.capitalize()} features and {what} tokens do not match: {len(tokens_per_image) - i} {what}(s) "
+            f"left without {what} tokens ({what} tokens per sample: {counts}, tokens per {what}: "
+            f"{list(tokens_per_image)})"
         )
     return out
 
@@ -131,15 +146,19 @@ def pack_visual_tokens(
     batch = len(counts)
     index = np.zeros((batch, cap), np.int32)
     kind = np.zeros((batch, cap), np.int8)
-    row, col, image = (np.full((batch, cap), -1, np.int32) for _ in range(3))
+    row, col, image, frame, video = (np.full((batch, cap), -1, np.int32) for _ in range(5))
     grid_rows, grid_cols = np.zeros((batch, n_img, 2), np.int32), np.zeros((batch, n_img, 2), np.int32)
     frames = np.zeros((batch, n_img), np.int32)
-    filled, image_in_sample = np.zeros(batch, np.int64), np.zeros(batch, np.int64)
+    filled, image_in_sample, video_in_sample = (np.zeros(batch, np.int64) for _ in range(3))
     slot_start = np.zeros(len(images), np.int64)
     for i, (im, b) in enumerate(zip(images, owner)):
         start, j = int(filled[b]), int(image_in_sample[b])
         sl = slice(start, start + im.num_tokens)
         kind[b, sl], row[b, sl], col[b, sl], image[b, sl] = im.kind, im.row, im.col, j
+        frame[b, sl] = 0 if im.frame is None else im.frame
+        if im.video:
+            video[b, sl] = video_in_sample[b]
+            video_in_sample[b] += 1
         grid_rows[b, j] = (im.base_grid[0], im.tile_grid[0])
         grid_cols[b, j] = (im.base_grid[1], im.tile_grid[1])
         frames[b, j] = im.frames
@@ -156,5 +175,5 @@ def pack_visual_tokens(
         if len(pos) != n:
             raise ValueError(f"sample {b}: {len(pos)} image-token positions for {n} visual tokens")
         index[b, :n] = pos
-    tokens = VisualTokens(index, valid, kind, row, col, image, grid_rows, grid_cols, frames)
+    tokens = VisualTokens(index, valid, kind, row, col, image, grid_rows, grid_cols, frames, frame, video)
     return tokens, slot_start

@@ -41,10 +41,13 @@ def qwen_capacities(model, inputs: dict, *, unit_multiple: int = 1) -> dict:
 
     ids = np.asarray(inputs["input_ids"])
     config = model.config
-    visual = int((ids == config.image_token_id).sum(axis=1).max(initial=0))
+    vision_ids = [i for i in (config.image_token_id, config.video_token_id) if i is not None]
+    visual = int(np.isin(ids, vision_ids).sum(axis=1).max(initial=0))
     caps = {"visual_capacity": bucket(visual, 16)}
-    if inputs.get("pixel_values") is not None:
-        exact = exact_capacities(inputs["image_grid_thw"], config.vision)
+    grids = [np.asarray(inputs[g]).reshape(-1, 3) for p, g in (("pixel_values", "image_grid_thw"),
+             ("pixel_values_videos", "video_grid_thw")) if inputs.get(p) is not None and inputs.get(g) is not None]
+    if grids:  # the tower encodes images, then videos (their temporal patches are units too)
+        exact = exact_capacities(np.concatenate(grids), config.vision)
         round_up = lambda n, k: -(-n // k) * k  # noqa: E731
         caps["unit_capacity"] = round_up(bucket(exact["unit_capacity"], 1), unit_multiple)
         caps["unit_patch_capacity"] = round_up(bucket(exact["unit_patch_capacity"], 16), config.vision.merge_unit)

@@ -54,20 +54,24 @@ class VisionLayout:
     interp_weight: Optional[np.ndarray] = None  # [U, P, 4] float32 bilinear weights (Qwen3)
 
 
-def check_grid_thw(image_grid_thw, config: QwenVisionConfig) -> np.ndarray:
-    """Validate `image_grid_thw` ([num_images, 3] ints) and return it as int64 NumPy."""
+def check_grid_thw(image_grid_thw, config: QwenVisionConfig, key: str = "image_grid_thw",
+                   pixels_key: str = "pixel_values") -> np.ndarray:
+    """Validate `image_grid_thw` ([num_images, 3] ints) and return it as int64 NumPy.
+
+    key / pixels_key: the input names in messages (`video_grid_thw` / `pixel_values_videos` for videos)."""
+    what = "video" if "video" in key else "image"
     if image_grid_thw is None:
-        raise ValueError("image_grid_thw is required with pixel_values (one (t, h, w) row per image)")
+        raise ValueError(f"{key} is required with {pixels_key} (one (t, h, w) row per {what})")
     grid = np.asarray(image_grid_thw)
     if grid.ndim != 2 or grid.shape[1] != 3 or grid.shape[0] == 0:
-        raise ValueError(f"image_grid_thw must have shape [num_images, 3], got {grid.shape}")
+        raise ValueError(f"{key} must have shape [num_{what}s, 3], got {grid.shape}")
     if not np.issubdtype(grid.dtype, np.integer):
-        raise ValueError(f"image_grid_thw must hold integers, got dtype {grid.dtype}")
+        raise ValueError(f"{key} must hold integers, got dtype {grid.dtype}")
     m = config.spatial_merge_size
     for i, (t, h, w) in enumerate(grid.tolist()):
         if t < 1 or h < m or w < m or h % m or w % m:
             raise ValueError(
-                f"image_grid_thw[{i}] = {(t, h, w)}: need t >= 1 and h, w positive multiples of "
+                f"{key}[{i}] = {(t, h, w)}: need t >= 1 and h, w positive multiples of "
                 f"spatial_merge_size={m}"
             )
     return grid.astype(np.int64)
@@ -206,6 +210,26 @@ def build_vision_layout(
     return VisionLayout(patch_valid=patch_valid, merged_valid=patch_valid[:, :: config.merge_unit], **layout)
 
 
+def check_pixel_values(pixel_values, image_grid_thw, config: QwenVisionConfig, key: str = "pixel_values",
+                       grid_key: str = "image_grid_thw") -> tuple[np.ndarray, np.ndarray]:
+    """(pixels [num_patches, C*T*P*P] float32, grid int64) after checking one against the other;
+    key / grid_key name the inputs in messages."""
+    pixels = np.asarray(pixel_values, dtype=np.float32)
+    grid = check_grid_thw(image_grid_thw, config, grid_key, key)
+    total = num_patches(grid)
+    if pixels.ndim != 2 or pixels.shape[1] != config.patch_dim:
+        raise ValueError(
+            f"{key} must have shape [num_patches, {config.patch_dim}] (C*T*P*P), got {pixels.shape}"
+        )
+    if pixels.shape[0] != total:
+        raise ValueError(
+            f"{key} has {pixels.shape[0]} patches but {grid_key} {grid.tolist()} implies {total}"
+        )
+    if not np.isfinite(pixels).all():
+        raise ValueError(f"{key} contain NaN or inf")
+    return pixels, grid
+
+
 def pad_pixel_values(
     pixel_values,
     image_grid_thw,
@@ -215,19 +239,7 @@ def pad_pixel_values(
     unit_patch_capacity: Optional[int] = None,
 ) -> np.ndarray:
     """Check `pixel_values` ([num_patches, C*T*P*P]) against the grid; lay it out as [U, P, C*T*P*P], zero-padded."""
-    pixels = np.asarray(pixel_values, dtype=np.float32)
-    grid = check_grid_thw(image_grid_thw, config)
-    total = num_patches(grid)
-    if pixels.ndim != 2 or pixels.shape[1] != config.patch_dim:
-        raise ValueError(
-            f"pixel_values must have shape [num_patches, {config.patch_dim}] (C*T*P*P), got {pixels.shape}"
-        )
-    if pixels.shape[0] != total:
-        raise ValueError(
-            f"pixel_values has {pixels.shape[0]} patches but image_grid_thw {grid.tolist()} implies {total}"
-        )
-    if not np.isfinite(pixels).all():
-        raise ValueError("pixel_values contain NaN or inf")
+    pixels, grid = check_pixel_values(pixel_values, image_grid_thw, config)
     caps = _resolve(grid, config, unit_capacity=unit_capacity, unit_patch_capacity=unit_patch_capacity)
     u_cap, p_cap = caps["unit_capacity"], caps["unit_patch_capacity"]
     sizes = np.prod(unit_grids(grid), axis=1)

@@ -7,6 +7,10 @@ order of the `<|image_pad|>` tokens in the prompt (and of the tower's merged
 output): image by image, then t, row, col row-major. Qwen images are single
 resolution, so every token is KIND_BASE with row = t * h + r, col = c, and the
 image's base grid is (t * h, w) with `frames` = t.
+
+Videos (`pixel_values_videos`) are laid out the same way, as items of their
+sample next to its images (prompt order), with each token's temporal patch in
+`frame` (= row // h) and the video's number within its sample in `video`.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ def merged_grids(image_grid_thw, spatial_merge_size: int) -> np.ndarray:
     return grid // np.array([1, m, m])
 
 
-def image_tokens(t: int, h: int, w: int) -> ImageTokens:
-    """One image of merged grid (t, h, w): t*h x w tokens, row-major."""
+def image_tokens(t: int, h: int, w: int, video: bool = False) -> ImageTokens:
+    """One image (or video) of merged grid (t, h, w): t*h x w tokens, row-major."""
     rows, cols = np.divmod(np.arange(t * h * w), w)
-    return ImageTokens(np.full(t * h * w, KIND_BASE), rows, cols, base_grid=(t * h, w), frames=t)
+    return ImageTokens(np.full(t * h * w, KIND_BASE), rows, cols, base_grid=(t * h, w), frames=t,
+                       frame=rows // h, video=video)
 
 
 def visual_token_structure(
