@@ -203,7 +203,10 @@ def _selection_temp(spec, tok_key: tuple, hidden: int, dtype_name: str, samples:
             maps = (S((samples, nv), bool), S((samples, nv), jnp.int8), S((samples, nv), jnp.int32),
                     S((samples, nv), jnp.int32))
             prompt = (S((samples, tokens, hidden), getattr(jnp, dtype_name)), S((samples, tokens), bool))
-            lowered = _select_masks.lower(selection_key(spec), x, *maps, *[S((samples,), jnp.int32)] * 4, *prompt)
+            time = (S((samples, nv), jnp.int32), S((samples, 1), jnp.int32), S((samples, nv), jnp.int32),
+                    S((samples, nv), jnp.int32))  # item, per-item budgets, frame, previous slot
+            lowered = _select_masks.lower(selection_key(spec), x, *maps, *[S((samples,), jnp.int32)] * 4, *prompt,
+                                          time)
         analysis = lowered.compile().memory_analysis()
     return int(analysis.temp_size_in_bytes)
 

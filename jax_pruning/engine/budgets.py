@@ -31,6 +31,7 @@ class Budgets:
     newlines: np.ndarray  # always kept
     real: np.ndarray  # real visual tokens before pruning (newlines excluded)
     stage_keep: np.ndarray | None = None  # [B, S]: kept after each selection inside the LLM (at-layer methods)
+    items: np.ndarray | None = None  # [B, I]: kept per image / video (methods that budget per item; else 0)
 
     @property
     def seen(self) -> np.ndarray:
@@ -49,7 +50,12 @@ def token_counts(tokens: VisualTokens) -> TokenCounts:
         tuple((int((valid[b] & (image[b] == i) & (kind[b] == KIND_BASE)).sum()), int(rows[b, i]), int(cols[b, i]))
               for i in np.unique(image[b][valid[b]]))
         for b in range(valid.shape[0]))
-    return TokenCounts(count(KIND_BASE), count(KIND_TILE), count(KIND_NEWLINE), images)
+    frames = np.asarray(tokens.frames)
+    items = tuple(
+        tuple((int((valid[b] & (image[b] == i) & (kind[b] != KIND_NEWLINE)).sum()), max(int(frames[b, i]), 1))
+              for i in range(frames.shape[1]) if (valid[b] & (image[b] == i)).any())
+        for b in range(valid.shape[0]))
+    return TokenCounts(count(KIND_BASE), count(KIND_TILE), count(KIND_NEWLINE), images, items)
 
 
 def compute_budgets(spec: PrunerSpec | None, tokens: VisualTokens, n_stages: int = 1) -> Budgets:
@@ -68,8 +74,9 @@ def compute_budgets(spec: PrunerSpec | None, tokens: VisualTokens, n_stages: int
     keep = np.minimum(budget.keep, real)
     pick = lambda a: zeros if a is None else a  # noqa: E731
     stage_keep = np.minimum(method.keeps(spec, budget._replace(keep=keep), real, n_stages), real[:, None])
+    items = np.zeros(np.shape(tokens.frames), np.int32) if budget.items is None else budget.items
     return Budgets(as32(keep), as32(pick(budget.low)), as32(pick(budget.high)), as32(pick(budget.candidates)),
-                   as32(newline), as32(real), as32(stage_keep))
+                   as32(newline), as32(real), as32(stage_keep), as32(items))
 
 
 def segment_tokens(stage: str, budgets, text_tokens: np.ndarray) -> list[np.ndarray]:

@@ -39,7 +39,7 @@ from jax_pruning.engine.budgets import compute_budgets, segment_tokens, sequence
 from jax_pruning.engine.decode import decode
 from jax_pruning.engine.prefill import prefill, segment_layout
 from jax_pruning.engine.traces import compile_count
-from jax_pruning.engine.select import global_rows, instruction_tokens, merge_tokens, select_masks
+from jax_pruning.engine.select import global_rows, instruction_tokens, merge_tokens, previous_slots, select_masks
 from jax_pruning.engine.tower import tower_select
 from jax_pruning.methods.declaration import (AT_LLM_LAYER, BEFORE_LLM, BIAS_THEN_REMOVE, IN_VISION_TOWER,
                                              multi_resolution_error)
@@ -77,6 +77,9 @@ def check_family(spec: PrunerSpec | None, config) -> None:
     """Refuse a method this model family cannot run, whatever the batch holds."""
     if spec is not None and spec.method.multi_resolution and config.model_type != "llava_next":
         raise multi_resolution_error(spec.name)
+    if spec is not None and spec.method.video_only and config.model_type == "llava_next":
+        raise ValueError(f"{spec.name} prunes video tokens (the same cell one temporal patch apart); LLaVA-NeXT "
+                         f"takes no video. Use it with a Qwen-VL model and pixel_values_videos.")
 
 
 def _select(spec, stage: str, model, prepared, budgets, mask: np.ndarray):
@@ -99,9 +102,13 @@ def _select(spec, stage: str, model, prepared, budgets, mask: np.ndarray):
                                                                                                       absorbed)
     rows = global_rows(np.asarray(vt.row), np.asarray(vt.image), valid)
     text = instruction_tokens(mask, np.asarray(vt.index), valid)
+    frame = np.zeros(valid.shape, np.int32) if vt.frame is None else np.asarray(vt.frame)
+    time = tuple(map(place_batch, (vt.image, budgets.items, frame, previous_slots(np.asarray(vt.image), vt.frame,
+                                                                                  valid))))
     keep, cand = select_masks(spec, features, *map(place_batch, (valid, vt.kind, rows, vt.col, budgets.keep,
                                                                 budgets.keep_low, budgets.keep_high,
-                                                                budgets.candidates)), embeds, place_batch(text))
+                                                                budgets.candidates)), embeds, place_batch(text),
+                              time)
     return embeds, additions, keep, cand, None, None
 
 

@@ -52,15 +52,33 @@ def instruction_tokens(mask: np.ndarray, index: np.ndarray, valid: np.ndarray) -
     return np.where(after.any(axis=1, keepdims=True), after, text)
 
 
+def previous_slots(image: np.ndarray, frame: np.ndarray | None, valid: np.ndarray) -> np.ndarray:
+    """[B, Nv] the slot of the same spatial cell one temporal patch earlier in the same video, -1 where none
+    (first temporal patches, images, padding): the j-th token of patch t pairs with the j-th of t - 1."""
+    out = np.full(np.shape(valid), -1, np.int32)
+    if frame is None:
+        return out
+    frame = np.asarray(frame)
+    for b in range(out.shape[0]):
+        for i in np.unique(image[b][valid[b]]):
+            slots = [np.flatnonzero(valid[b] & (image[b] == i) & (frame[b] == t))
+                     for t in range(int(frame[b][valid[b] & (image[b] == i)].max()) + 1)]
+            for before, now in zip(slots[:-1], slots[1:]):
+                if len(before) == len(now):
+                    out[b, now] = before
+    return out
+
+
 def _one_sample(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, keep_high, cand, sample, text,
-                text_valid):
+                text_valid, item=None, item_keep=None, frame=None, previous=None):
     """x [Nv, D] -> (keep mask [Nv], candidate mask [Nv]) for one sample: the method's own selection
     over the scorable tokens, newlines added back."""
     newline = valid & (kind == KIND_NEWLINE)
     content = valid & (kind != KIND_NEWLINE)
     inputs = SelectionInputs(x=x, valid=content, low=kind == KIND_BASE, high=kind == KIND_TILE, row=row, col=col,
                              keep=keep, keep_low=keep_low, keep_high=keep_high, candidates=cand, sample=sample,
-                             text=text, text_valid=text_valid)
+                             text=text, text_valid=text_valid, item=item, item_keep=item_keep, frame=frame,
+                             previous=previous)
     chosen, candidates = spec.method.select(spec.options, inputs)
     return (chosen & content) | newline, candidates & content
 
@@ -71,19 +89,23 @@ def selection_key(spec: PrunerSpec) -> PrunerSpec:
     return spec.replace(keep_ratio=1.0, **spec.method.selection_ignores)
 
 
-def select_masks(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, keep_high, cand, text, text_valid):
+def select_masks(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, keep_high, cand, text, text_valid,
+                 time=None):
     """[B, Nv, D] features + [B, Nv] maps + [B] budgets + the prompt [B, T, D] and its instruction
-    tokens [B, T] -> keep, candidate masks [B, Nv]."""
+    tokens [B, T] (+ time: (item [B, Nv], item_keep [B, I], frame [B, Nv], previous [B, Nv])) -> keep,
+    candidate masks [B, Nv]."""
     return _select_masks(selection_key(spec), x, valid, kind, row, col, keep, keep_low, keep_high, cand, text,
-                         text_valid)
+                         text_valid, time)
 
 
 @functools.partial(jax.jit, static_argnames="spec")
-def _select_masks(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, keep_high, cand, text, text_valid):
+def _select_masks(spec: PrunerSpec, x, valid, kind, row, col, keep, keep_low, keep_high, cand, text, text_valid,
+                  time=None):
     TRACES["select"] += 1
     sample = jnp.arange(x.shape[0])
     one = functools.partial(_one_sample, spec)
-    keep, cand = jax.vmap(one)(x, valid, kind, row, col, keep, keep_low, keep_high, cand, sample, text, text_valid)
+    keep, cand = jax.vmap(one)(x, valid, kind, row, col, keep, keep_low, keep_high, cand, sample, text, text_valid,
+                               *(time or ()))
     return constrain_batch(keep), constrain_batch(cand)  # split over "data" under a mesh
 
 

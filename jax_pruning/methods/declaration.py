@@ -98,13 +98,15 @@ class TokenCounts(NamedTuple):
     """Real visual tokens per sample [B] (int64), by kind, for the budget rules.
 
     images: per sample, one (base tokens, tile rows, tile cols) per image (LLaVA-NeXT anyres;
-    rows = cols = 0 without tiles).
+    rows = cols = 0 without tiles). items: per sample, one (tokens, temporal patches) per image or video
+    in prompt order (the `item` numbering of SelectionInputs; an image has 1 temporal patch).
     """
 
     base: np.ndarray
     tile: np.ndarray
     newline: np.ndarray
     images: tuple
+    items: tuple = ()
 
     @property
     def real(self) -> np.ndarray:
@@ -119,6 +121,7 @@ class Budget(NamedTuple):
     low: np.ndarray | None = None
     high: np.ndarray | None = None
     candidates: np.ndarray | None = None
+    items: np.ndarray | None = None  # [B, I]: kept tokens per image / video (methods that budget per item)
 
 
 class SelectionInputs(NamedTuple):
@@ -131,6 +134,10 @@ class SelectionInputs(NamedTuple):
     keep_high, candidates: this sample's budgets (traced int32 scalars). sample: its batch index.
     text [T, D]: the prompt's input embeddings; text_valid [T]: its instruction tokens (the real text
     tokens after the sample's last visual token; all real text tokens when none follow it).
+    item [Nv]: the image / video a slot belongs to (0.. in prompt order); item_keep [I]: per-item budgets
+    (Budget.items); frame [Nv]: temporal patch within its video (0 for images); previous [Nv]: the slot
+    of the same spatial cell in the previous temporal patch of the same video (-1 for a first frame and
+    for images), so a method can compare a token with itself one step earlier.
     """
 
     x: Any
@@ -146,6 +153,10 @@ class SelectionInputs(NamedTuple):
     sample: Any
     text: Any
     text_valid: Any
+    item: Any = None
+    item_keep: Any = None
+    frame: Any = None
+    previous: Any = None
 
 
 class TowerInputs(NamedTuple):
@@ -217,6 +228,7 @@ class Method:
     selection_ignores: options the compiled selection never reads, mapped to a fixed value,
         so sweeping them reuses one compilation.
     multi_resolution: needs base + anyres tiles (LLaVA-NeXT); refused elsewhere.
+    video_only: prunes along time (EVS); refused on families that take no video.
     tower_select(options, TowerInputs) -> TowerChoice: the IN_VISION_TOWER selection of one crop / image
         (its budget is the sample's, split over its crops / images in proportion to their tokens).
     merged_capacity(options, n) -> static count C of merged tokens a crop / image of n slots may form.
@@ -239,6 +251,7 @@ class Method:
     effective: Callable[[Any, int], str] | None = None
     selection_ignores: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     multi_resolution: bool = False
+    video_only: bool = False
     tower_select: Callable | None = None
     merged_capacity: Callable[[Any, int], int] = lambda options, n: 0
     tower_flops: Callable | None = None

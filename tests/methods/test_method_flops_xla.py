@@ -47,9 +47,13 @@ def _before_llm(spec, keep: int) -> tuple[float, bool]:
     col = np.where(np.arange(n) < N_BASE, np.arange(n) % 24, (np.arange(n) - N_BASE) % 48)[None]
     budgets = [jnp.asarray([keep], jnp.int32), jnp.asarray([keep // 5], jnp.int32),
                jnp.asarray([keep - keep // 5], jnp.int32), jnp.asarray([keep], jnp.int32)]
+    # as a video too (EVS reads it; the others ignore it): 5 temporal patches of 576 tokens
+    frame = np.arange(n, dtype=np.int32)[None] // N_BASE
+    time = (jnp.zeros((1, n), jnp.int32), jnp.asarray([[keep]], jnp.int32), jnp.asarray(frame),
+            jnp.asarray(np.where(frame > 0, np.arange(n)[None] - N_BASE, -1), jnp.int32))
     lowered = _select_masks.lower(selection_key(spec), x, jnp.ones((1, n), bool), jnp.asarray(kind),
                                   jnp.asarray(row, jnp.int32), jnp.asarray(col, jnp.int32), *budgets,
-                                  S((1, TEXT, WIDTH), jnp.float32), jnp.ones((1, TEXT), bool))
+                                  S((1, TEXT, WIDTH), jnp.float32), jnp.ones((1, TEXT), bool), time)
     return _cost(lowered)
 
 
