@@ -100,9 +100,9 @@ def _select(spec, stage: str, model, prepared, budgets, mask: np.ndarray):
         keep, merged, holds, absorbed = merge_tokens(spec, features, valid, np.asarray(vt.kind), budgets.keep)
         return place_visual(embeds, merged, jax.tree.map(place_batch, vt)), additions, keep, none, None, (holds,
                                                                                                       absorbed)
-    rows = global_rows(np.asarray(vt.row), np.asarray(vt.image), valid)
+    frame = np.zeros(valid.shape, np.int32) if vt.frame is None else np.where(valid, np.asarray(vt.frame), 0)
+    rows = global_rows(np.asarray(vt.row), np.asarray(vt.image), valid, frame)
     text = instruction_tokens(mask, np.asarray(vt.index), valid)
-    frame = np.zeros(valid.shape, np.int32) if vt.frame is None else np.asarray(vt.frame)
     time = tuple(map(place_batch, (vt.image, budgets.items, frame, previous_slots(np.asarray(vt.image), vt.frame,
                                                                                   valid))))
     keep, cand = select_masks(spec, features, *map(place_batch, (valid, vt.kind, rows, vt.col, budgets.keep,

@@ -27,15 +27,19 @@ from models.sharding import constrain_batch, place_batch
 from models.visual_tokens import KIND_BASE, KIND_NEWLINE, KIND_TILE
 
 
-def global_rows(row: np.ndarray, image: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """[B, Nv] rows offset per image so that windows never span two images of a sample."""
+def global_rows(row: np.ndarray, image: np.ndarray, valid: np.ndarray, frame: np.ndarray | None = None) -> np.ndarray:
+    """[B, Nv] rows offset per image so that windows never span two images of a sample. A video's rows are
+    spatial (row within its temporal patch; `frame` says which patch), so its patches share the rows."""
     out = np.array(row, np.int32)
+    frame = np.zeros_like(out) if frame is None else np.asarray(frame)
     for b in range(row.shape[0]):
         offset = 0
         for i in np.unique(image[b][valid[b]]):
             sel = valid[b] & (image[b] == i)
-            out[b, sel] = row[b, sel] + offset
-            offset += int(row[b, sel].max()) + 1
+            patches = int(frame[b, sel].max()) + 1
+            height = (int(row[b, sel].max()) + 1) // patches  # row = patch * h + r
+            out[b, sel] = row[b, sel] - frame[b, sel] * height + offset
+            offset += height
     return np.where(valid, out, 0)
 
 

@@ -18,6 +18,14 @@ Our fixed reading of the Hi-Lo Prune paper (its code is not public), in full her
   as -1); ties to the lower index. Everything else valid is dropped.
 - switches: coarse=False scores every token on one graph over the whole image
   and keeps the global top-k; candidates=False means m = 0.
+- space-time (video): with `frame` (each token's temporal patch) the windows
+  are temporal_window patches x s rows x s cols: rows are spatial (within a
+  temporal patch) and the temporal group frame // temporal_window is stacked
+  below the previous one (by whole windows), so a window never mixes groups;
+  window ids are then renumbered densely (same order), so any grid fits N.
+  Default temporal_window = 2 (our choice: the paper has no video). Images
+  (frame 0) get exactly the image windows; candidates and their removal at L
+  are unchanged.
 - k and m are Python ints or integer scalars (traced is fine); the masks are
   always [N], so the static capacity is N. Cosines are computed in column
   blocks of 1024 tokens (memory N x 1024, never N x N; compute O(N^2 d)).
@@ -86,22 +94,30 @@ def budgets(keep_ratio, candidate_ratio, n_valid):
     return k, min(int(float(candidate_ratio) * k), n - k)
 
 
-def _window_ids(row, col, valid, window, n_window_cols):
-    """Window id per token; n_window_cols defaults to (max valid col) // s + 1 (works traced)."""
+def _window_ids(row, col, valid, window, n_window_cols, frame=None, temporal_window: int = 1):
+    """Window id per token; n_window_cols defaults to (max valid col) // s + 1 (works traced). With `frame`:
+    space-time windows (module docstring), ids renumbered densely in their order."""
     if n_window_cols is None:
         n_window_cols = jnp.max(jnp.where(valid, jnp.asarray(col, jnp.int32), 0), initial=0) // window + 1
-    ids = window_index(row, col, window, n_window_cols)
-    return jnp.clip(ids, 0, max(row.shape[0] - 1, 0))
+    if frame is None:
+        return jnp.clip(window_index(row, col, window, n_window_cols), 0, max(row.shape[0] - 1, 0))
+    height = (jnp.max(jnp.where(valid, row, 0), initial=0) // window + 1) * window  # whole windows
+    ids = window_index(row + (jnp.asarray(frame, jnp.int32) // temporal_window) * height, col, window, n_window_cols)
+    ids = jnp.where(valid, ids, jnp.iinfo(jnp.int32).max)
+    order = jnp.argsort(ids, stable=True)
+    ranked = ids[order]
+    dense = jnp.cumsum(jnp.concatenate([jnp.zeros((1,), jnp.int32), (ranked[1:] != ranked[:-1]).astype(jnp.int32)]))
+    return jnp.zeros_like(ids).at[order].set(dense)
 
 
-@functools.partial(jax.jit, static_argnames=("window", "coarse", "candidates", "block"))
-def _select_core(x, row, col, k, m, valid, threshold, n_window_cols, *, window, coarse, candidates,
-                 block=1024) -> Selection:
+@functools.partial(jax.jit, static_argnames=("window", "coarse", "candidates", "block", "temporal_window"))
+def _select_core(x, row, col, k, m, valid, threshold, n_window_cols, frame=None, *, window, coarse, candidates,
+                 block=1024, temporal_window=1) -> Selection:
     n = x.shape[0]
     x = jnp.where(valid[:, None], jnp.asarray(x, jnp.float32), 0.0)
     info = jnp.where(valid, l2_norm(x), 0.0)
     if coarse:
-        win = _window_ids(row, col, valid, window, n_window_cols)
+        win = _window_ids(row, col, valid, window, n_window_cols, frame, temporal_window)
         count = jnp.zeros((n,), jnp.int32).at[win].add(valid.astype(jnp.int32))
         total = jnp.zeros((n,), jnp.float32).at[win].add(info)
         score = jnp.where(count > 0, total / jnp.maximum(count, 1).astype(jnp.float32), 0.0)
@@ -165,14 +181,16 @@ def select_details(
     coarse: bool = True,
     candidates: bool = True,
     n_window_cols=None,
+    frame=None,
+    temporal_window: int = 2,
 ) -> Selection:
     """`select` plus the graph scores, candidate losses and window shares."""
     _validate(x, row, col, k, m, valid, window, threshold, n_window_cols)
     valid = jnp.ones((x.shape[0],), jnp.bool_) if valid is None else jnp.asarray(valid)
     return _select_core(
         x, jnp.asarray(row, jnp.int32), jnp.asarray(col, jnp.int32), jnp.asarray(k, jnp.int32),
-        jnp.asarray(m, jnp.int32), valid, threshold, n_window_cols,
-        window=window, coarse=coarse, candidates=candidates,
+        jnp.asarray(m, jnp.int32), valid, threshold, n_window_cols, None if frame is None else jnp.asarray(frame),
+        window=window, coarse=coarse, candidates=candidates, temporal_window=temporal_window,
     )
 
 
@@ -189,17 +207,20 @@ def select(
     coarse: bool = True,
     candidates: bool = True,
     n_window_cols=None,
+    frame=None,
+    temporal_window: int = 2,
 ) -> tuple[Bool[Array, "N"], Bool[Array, "N"], Bool[Array, "N"]]:
     """(retained, candidates, dropped) masks [N]: min(k, n) retained, min(m, n - |R|) candidates.
 
     x: merged visual tokens; row/col: each token's coordinates on the merged
     grid; k, m: Python ints or integer scalars (traced is fine); window: s
     (static); n_window_cols: None derives it from the largest valid col, or an
-    int (ceil(w / s)). coarse=False / candidates=False are the ablations.
+    int (ceil(w / s)). coarse=False / candidates=False are the ablations. frame [N] (optional): each
+    token's temporal patch; windows then span temporal_window patches (module docstring).
     """
     selection = select_details(
         x, row, col, k, m, valid=valid, window=window, threshold=threshold, coarse=coarse,
-        candidates=candidates, n_window_cols=n_window_cols,
+        candidates=candidates, n_window_cols=n_window_cols, frame=frame, temporal_window=temporal_window,
     )
     return selection.retained, selection.candidates, selection.dropped
 
@@ -217,6 +238,7 @@ def _select_sample(options, s):
     retained, cands, _ = select(
         s.x, s.row, s.col, s.keep, s.candidates, valid=s.valid, window=options["window"],
         threshold=options["threshold"], coarse=options["coarse"], candidates=options["candidates"],
+        frame=s.frame, temporal_window=options["temporal_window"],
     )
     return retained, cands
 
@@ -233,6 +255,7 @@ METHOD = declaration.Method(
     options={
         "candidate_ratio": (1.0, declaration.NON_NEGATIVE),
         "window": (2, declaration.integer("an integer >= 1", 1)),
+        "temporal_window": (2, declaration.integer("an integer >= 1", 1)),
         "removal_layer": (2, declaration.LAYER),
         "bias": (0.0, declaration.NON_NEGATIVE),
         "threshold": (0.5, declaration.COSINE),

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import jax_pruning as jp
 from jax_pruning.methods import hilo
 from jax_pruning.ops import grid_coordinates
 from tests.methods.feature_data import centers, clustered, pad_rows, random_valid
@@ -179,3 +180,42 @@ def test_empty_input():
     empty = jnp.zeros((0,), jnp.int32)
     masks = hilo.select(jnp.zeros((0, 8)), empty, empty, 3, 3)
     assert all(mask.shape == (0,) for mask in masks)
+
+
+def test_space_time_windows_span_temporal_window_patches_and_never_mix_groups():
+    """A video of 5 temporal patches of a 4 x 6 grid (plus padding): windows are 2 patches x 2 rows x 2 cols."""
+    t, h, w, s = 5, 4, 6, 2
+    n = t * h * w
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(n + 7, 16)).astype(np.float32)
+    frame = np.concatenate([np.repeat(np.arange(t), h * w), np.zeros(7, int)])
+    row = np.concatenate([np.tile(np.repeat(np.arange(h), w), t), np.zeros(7, int)])
+    col = np.concatenate([np.tile(np.tile(np.arange(w), h), t), np.zeros(7, int)])
+    valid = np.arange(n + 7) < n
+    sel = hilo.select_details(x, row, col, 30, 20, valid=valid, window=s, frame=frame, temporal_window=2)
+    win = np.asarray(sel.window)[valid]
+    cell = (frame[valid] // 2, row[valid] // s, col[valid] // s)
+    for w_id in np.unique(win):
+        members = win == w_id
+        assert all(len(np.unique(c[members])) == 1 for c in cell), w_id  # one group, one spatial cell
+    assert len(np.unique(win)) == 3 * (h // s) * (w // s)  # groups {0,1}, {2,3}, {4}
+    assert np.asarray(sel.retained).sum() == 30 and np.asarray(sel.candidates).sum() == 20
+    # an image (every token in patch 0) gets exactly the image windows
+    image = hilo.select_details(x[:24], row[:24], col[:24], 6, 4, window=s)
+    same = hilo.select_details(x[:24], row[:24], col[:24], 6, 4, window=s, frame=np.zeros(24, int))
+    for a, b in zip(image[:3], same[:3]):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_hilo_runs_over_video_in_generate(tmp_path):
+    from jax_pruning.engine import CANDIDATE, KEPT, generate
+    from tests.engine import families as F
+    from tests.models.test_qwen_video import _inputs
+
+    _, model = F.build("qwen2_vl", tmp_path)
+    inputs = _inputs("qwen2_vl", "video_only")
+    spec = jp.pruner("hilo", keep_ratio=0.25, removal_layer=1)
+    out = generate(model, inputs, spec, 3, eos_token_id=[])
+    real = out.stats["visual_tokens_before"]
+    np.testing.assert_array_equal((out.visual_labels == KEPT).sum(axis=1), np.floor(0.25 * real).astype(int))
+    assert (out.visual_labels == CANDIDATE).sum() > 0
