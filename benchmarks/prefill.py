@@ -96,6 +96,8 @@ def method_specs(family: str, methods=METHODS, keeps=KEEPS) -> dict:
     for method in methods:
         if lookup(method).multi_resolution and family != "llava_next":
             continue  # they split base image / anyres tiles: LLaVA-NeXT only
+        if lookup(method).video_only:
+            continue  # EVS prunes along time: these presets are images
         for keep in keeps:
             specs[f"{method}@{keep}"] = jp.pruner(method, keep_ratio=keep)
     return specs
