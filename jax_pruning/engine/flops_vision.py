@@ -70,6 +70,14 @@ def _images_per_sample(tokens) -> list[int]:
     return [len(np.unique(image[b][valid[b]])) for b in range(valid.shape[0])]
 
 
+def _item_kinds(tokens) -> list[list[bool]]:
+    """Per sample, its images / videos in prompt order: True for a video."""
+    valid, image = np.asarray(tokens.valid), np.asarray(tokens.image)
+    video = np.full(valid.shape, -1) if getattr(tokens, "video", None) is None else np.asarray(tokens.video)
+    return [[bool((video[b][valid[b] & (image[b] == i)] >= 0).any()) for i in np.unique(image[b][valid[b]])]
+            for b in range(valid.shape[0])]
+
+
 def vision_flops(config, tokens, inputs: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(tower, projector/merger) FLOPs per sample [B]. Images go to samples in order, as many per
     sample as its VisualTokens hold. Without `inputs` (image sizes / grids unknown) the counts are
@@ -93,14 +101,16 @@ def vision_flops(config, tokens, inputs: dict | None = None) -> tuple[np.ndarray
             content = (np.asarray(tokens.valid) & (np.asarray(tokens.kind) != KIND_NEWLINE)).sum(axis=1)
             crops = np.ceil(content / v.tower.num_patches)
         return crops * per_crop, crops * per_crop_projector
-    grids = None if inputs is None or inputs.get("image_grid_thw") is None else np.asarray(inputs["image_grid_thw"])
-    if grids is None:  # estimate: one square image holding the sample's visual tokens
+    grid_of = lambda key: ([] if inputs is None or inputs.get(key) is None  # noqa: E731
+                           else np.asarray(inputs[key]).reshape(-1, 3).tolist())
+    images, videos = grid_of("image_grid_thw"), grid_of("video_grid_thw")
+    if not images and not videos:  # estimate: one square image holding the sample's visual tokens
         content = np.asarray(tokens.valid).sum(axis=1)
         side = np.sqrt(content).round().astype(int) * v.spatial_merge_size
         grids_per_sample = [[(1, s, s)] if s else [] for s in side]
-    else:
-        starts = np.cumsum([0, *counts])
-        grids_per_sample = [grids[starts[b]:starts[b + 1]].tolist() for b in range(batch)]
+    else:  # items in prompt order take the next image or video grid
+        grids_per_sample = [[(videos if is_video else images).pop(0) for is_video in kinds]
+                            for kinds in _item_kinds(tokens)]
     for b, images in enumerate(grids_per_sample):
         for t, h, w in images:
             vit, merger = qwen_image_flops(v, config.text.hidden_size, config.model_type, int(t), int(h), int(w))

@@ -61,3 +61,18 @@ def test_qwen_tower_and_merger_flops_match_xla(family):
     # generate's per-sample accounting uses the same grids (one image here).
     tower_flops, merger_flops = vision_flops(config, plan.tokens, inputs)
     assert tower_flops[0] + merger_flops[0] == pytest.approx(want)
+
+
+def test_video_tower_flops_follow_each_items_grid(tmp_path):
+    """A batch of a video, an image and another video: each item's tower FLOPs from its own grid."""
+    from tests.models.test_qwen_video import _inputs
+
+    family = "qwen2_vl"
+    _, model = F.build(family, tmp_path)
+    inputs = _inputs(family, "two_videos")  # sample 0: video, image, video (prompt order); sample 1: text
+    prepared = model.prepare(**inputs)
+    tower, merger = vision_flops(model.config, prepared.visual, inputs)
+    grid = lambda key, i: [int(n) for n in inputs[key][i]]  # noqa: E731
+    items = [grid("video_grid_thw", 0), grid("image_grid_thw", 0), grid("video_grid_thw", 1)]
+    want = sum(sum(qwen_image_flops(model.config.vision, model.config.text.hidden_size, family, *g)) for g in items)
+    assert tower[0] + merger[0] == pytest.approx(want) and tower[1] == merger[1] == 0
