@@ -134,8 +134,7 @@ def tower_select(spec: PrunerSpec, model, prepared, keep: np.ndarray):
     flops = np.zeros(len(keep))
     if spec.method.tower_flops is not None:
         flops = np.asarray(spec.method.tower_flops(spec.options, groups.sizes, groups.keep, evidence.widths), float)
-    n_slots = mask.shape[1]
+    ok, at_host = to_host(merged_valid), to_host(at)
     holds = np.zeros(mask.shape, bool)
-    rows, at_host, ok = np.nonzero(to_host(merged_valid))[0], to_host(at), to_host(merged_valid)
-    holds[rows, at_host[ok]] = True
-    return embeds, additions, mask | place_batch(newline), flops, holds[:, :n_slots], to_host(absorbed)
+    holds[np.nonzero(ok)[0], at_host[ok]] = True  # the slots VisionZip's contextual tokens were written to
+    return embeds, additions, mask | place_batch(newline), flops, holds, to_host(absorbed)
