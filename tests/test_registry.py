@@ -15,7 +15,7 @@ from jax_pruning.registry import default_options
 CONTRACT_DEFAULTS = {
     "mr_pruner": dict(variant="official", threshold=0.5, cross_threshold=0.5, temperature=0.03,
                       alpha=0.3, beta=0.5, intra=True, cross=True, informativeness=True),
-    "hilo": dict(candidate_ratio=1.0, window=2, removal_layer=2, bias=0.0, threshold=0.5,
+    "hilo": dict(candidate_ratio=1.0, window=2, temporal_window=2, removal_layer=2, bias=0.0, threshold=0.5,
                  coarse=True, candidates=True, merge=True),
     "fastv": dict(layer=2),
     "gprune": dict(threshold=0.5, temperature=0.03, steps=5),

@@ -41,7 +41,7 @@ def qwen_capacities(model, inputs: dict, *, unit_multiple: int = 1) -> dict:
 
     ids = np.asarray(inputs["input_ids"])
     config = model.config
-    vision_ids = [i for i in (config.image_token_id, config.video_token_id) if i is not None]
+    vision_ids = [i for i in (config.image_token_id, getattr(config, "video_token_id", None)) if i is not None]
     visual = int(np.isin(ids, vision_ids).sum(axis=1).max(initial=0))
     caps = {"visual_capacity": bucket(visual, 16)}
     grids = [np.asarray(inputs[g]).reshape(-1, 3) for p, g in (("pixel_values", "image_grid_thw"),
