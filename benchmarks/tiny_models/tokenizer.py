@@ -1,9 +1,12 @@
-"""Word-level tokenizers + chat templates for the embedded easy-VQA models.
+"""Word-level tokenizers + chat templates for the embedded tiny models (easy-VQA, detail-VQA).
 
-The vocabulary is every word of the easy-VQA questions and answers (both
-splits, so no test word is unknown) plus the role words and the special tokens
-each family's processor expects. Built with `tokenizers`, wrapped as a
-`PreTrainedTokenizerFast` so `save_pretrained` writes Hub-style files.
+The vocabulary is every word of the dataset's questions and answers (easy-VQA:
+both splits, so no test word is unknown; detail-VQA: its templates) plus the
+role words and the special tokens each family's processor expects. Built with
+`tokenizers`, wrapped as a `PreTrainedTokenizerFast` so `save_pretrained`
+writes Hub-style files. detail-VQA answers digit strings ("047"): its
+tokenizer is a WordPiece one whose only pieces are the digits, so a number is
+one token per digit ("0", "##4", "##7") and decodes back without spaces.
 """
 
 from __future__ import annotations
@@ -65,6 +68,24 @@ def easy_vqa_words() -> list[str]:
     return sorted(words)
 
 
+def detail_vqa_words() -> list[str]:
+    """Sorted words of the detail-VQA question templates and answers (digit strings excluded)."""
+    from jax_pruning.eval.detail_vqa import words
+
+    return words()
+
+
+def dataset_words(data: str) -> list[str]:
+    if data == "easy-vqa":
+        return easy_vqa_words()
+    if data == "detail-vqa":
+        return detail_vqa_words()
+    raise ValueError(f"data must be 'easy-vqa' or 'detail-vqa', got {data!r}")
+
+
+DIGIT_PIECES = [str(d) for d in range(10)] + [f"##{d}" for d in range(10)]
+
+
 def specials_of(family: str) -> dict[str, str]:
     if family == "llava_next":
         return LLAVA_SPECIALS
@@ -73,17 +94,23 @@ def specials_of(family: str) -> dict[str, str]:
     raise ValueError(f"family must be 'llava_next' or 'qwen2_vl', got {family!r}")
 
 
-def build_tokenizer(family: str, words: list[str] | None = None):
-    """-> PreTrainedTokenizerFast (left padding) with the family's specials and chat template."""
+def build_tokenizer(family: str, words: list[str] | None = None, digits: bool = False):
+    """-> PreTrainedTokenizerFast (left padding) with the family's specials and chat template.
+
+    digits: WordPiece over the words plus DIGIT_PIECES (a digit string is one token per digit); else word level.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     specials = specials_of(family)
     words = easy_vqa_words() if words is None else list(words)
     vocab: dict[str, int] = {}
-    for token in [*specials.values(), UNK, *ROLE_WORDS, *words]:
+    for token in [*specials.values(), UNK, *ROLE_WORDS, *words, *(DIGIT_PIECES if digits else [])]:
         vocab.setdefault(token, len(vocab))
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    if digits:
+        tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token=UNK, continuing_subword_prefix="##"))
+    else:
+        tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     tok.normalizer = None
     tok.pre_tokenizer = pre_tokenizers.Whitespace()  # \w+|[^\w\s]+ ; drops newlines
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)  # joins words with spaces

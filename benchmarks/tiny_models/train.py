@@ -1,6 +1,7 @@
-"""Train a tiny LLaVA-NeXT or Qwen2-VL on easy-VQA (PyTorch, CPU) and save it as a Hub-style folder.
+"""Train a tiny LLaVA-NeXT or Qwen2-VL on easy-VQA or detail-VQA (PyTorch, CPU) and save it as a Hub-style folder.
 
     python -m benchmarks.tiny_models.train llava_next jax_pruning/assets/tiny_llava_next
+    python -m benchmarks.tiny_models.train qwen2_vl jax_pruning/assets/tiny_qwen2_vl_detail --data detail-vqa ...
 
 Inputs are built by `jax_pruning.processing.Processor` from the folder being
 written (its tokenizer / processor files are saved first), so training sees
@@ -21,10 +22,11 @@ import numpy as np
 import torch
 
 from benchmarks.tiny_models.configs import TinySizes, build
-from benchmarks.tiny_models.data import answer_mask, conversation, grouped_by_image, load_image
+from benchmarks.tiny_models.data import answer_mask, balanced_pick, conversation, grouped_by_image, load_image
 from benchmarks.tiny_models.tokenizer import generation_prompt_ids
 
 FAMILIES = ("llava_next", "qwen2_vl")
+DETAIL_TRAIN_IMAGES = 8000  # detail-VQA images generated for training when max_images is not given
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,11 @@ class Recipe:
     vision_batch_images: int = 32
     vision_lr: float = 2e-3  # constant after warm-up (vision_pretrain.py says why)
     torch_vision_init: bool = True  # PyTorch default init of the vision Linear/Conv layers (idem)
+    data: str = "easy-vqa"  # or "detail-vqa" (then max_images is the number of generated training images)
+    max_questions: int | None = None  # at most this many questions (a fresh random subset) per conversation
+    freeze_vision: bool = False  # stage 2 trains the language model only (vision tower + projector frozen)
+    balance_types: bool = False  # detail-VQA: pick questions type by type (data.balanced_pick), not uniformly
+    dense_positive_weight: float = 1.0  # detail-VQA stage 1: loss weight of labelled tokens in the centre/digit heads
 
 
 def model_class(family: str):
@@ -100,7 +107,7 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
 
     out_dir = Path(out_dir)
     torch.manual_seed(recipe.seed)
-    config, tokenizer, saveables = build(family, sizes)
+    config, tokenizer, saveables = build(family, sizes, recipe.data)
     if init_from is not None:  # loaded before out_dir is written: they may be the same folder
         model = model_class(family).from_pretrained(init_from, local_files_only=True).float().train()
         config = model.config
@@ -114,23 +121,47 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
     processor = Processor.from_folder(out_dir)
     prompt_ids, eos_id = generation_prompt_ids(processor.tokenizer), processor.tokenizer.eos_token_id
 
-    samples = grouped_by_image("train")[: recipe.max_images]
+    if recipe.data == "detail-vqa":
+        samples = grouped_by_image("train", "detail-vqa", images=recipe.max_images or DETAIL_TRAIN_IMAGES)
+    else:
+        samples = grouped_by_image("train")[: recipe.max_images]
     steps_per_epoch = math.ceil(len(samples) / recipe.batch_images)
     total = steps_per_epoch * recipe.epochs if max_steps is None else min(max_steps, steps_per_epoch * recipe.epochs)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    if recipe.freeze_vision:
+        from benchmarks.tiny_models.vision_pretrain import vision_modules
+
+        frozen = {id(p) for m in vision_modules(model, family) for p in m.parameters()}
+    else:
+        frozen = set()
+    trained = [(n, p) for n, p in model.named_parameters() if id(p) not in frozen]
+    decay = [p for n, p in trained if p.ndim >= 2]
+    no_decay = [p for n, p in trained if p.ndim < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=recipe.lr, betas=(0.9, 0.98),
     )
     rng = np.random.default_rng(recipe.seed)
-    log, step, start = [], 0, time.perf_counter()
+    log, step, start, cpu_start = [], 0, time.perf_counter(), time.process_time()
     if recipe.vision_pretrain_epochs:
         from benchmarks.tiny_models.vision_pretrain import pretrain_vision
 
-        log += pretrain_vision(model, family, processor, samples, recipe.vision_pretrain_epochs,
-                               recipe.vision_batch_images, recipe.vision_lr, rng, load_image, lambda b, f: to_model_inputs(b, f),
-                               log=lambda e: print(json.dumps(e), flush=True))
+        pretrain, extra = pretrain_vision, {}
+        if recipe.data == "detail-vqa":
+            from benchmarks.tiny_models.vision_pretrain import DENSE_HEADS
+            from benchmarks.tiny_models.vision_pretrain import pretrain_vision_dense as pretrain
+
+            extra = {"positive_weight": {k: recipe.dense_positive_weight for k in DENSE_HEADS
+                                         if k.startswith(("centre", "digit"))}}
+        log += pretrain(model, family, processor, samples, recipe.vision_pretrain_epochs,
+                        recipe.vision_batch_images, recipe.vision_lr, rng, load_image, lambda b, f: to_model_inputs(b, f),
+                        log=lambda e: print(json.dumps(e), flush=True), **extra)
+    for p in model.parameters():  # after stage 1 (which trains the vision path whatever the recipe)
+        p.requires_grad_(id(p) not in frozen)
+    features = None
+    if recipe.freeze_vision and total > 0:  # the frozen tower's output, computed once per training image
+        if recipe.augment:
+            raise ValueError("freeze_vision caches each image's features: it cannot be combined with augment")
+        features = frozen_features(model, family, processor, samples)
     running = []
     while step < total:
         for first in range(0, len(samples), recipe.batch_images):
@@ -138,10 +169,14 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
                 order = rng.permutation(len(samples))
             if step >= total:
                 break
-            chosen = [samples[i] for i in order[first:first + recipe.batch_images]]
+            chosen_idx = order[first:first + recipe.batch_images]
+            chosen = [samples[i] for i in chosen_idx]
             texts = []
             for s in chosen:  # a fresh question order every time, so no answer always sits at turn 1
-                perm = rng.permutation(len(s.questions))
+                if recipe.balance_types and s.kinds:
+                    perm = balanced_pick(s.kinds, recipe.max_questions, rng)
+                else:
+                    perm = rng.permutation(len(s.questions))[:recipe.max_questions]
                 texts.append(processor.tokenizer.apply_chat_template(
                     conversation([s.questions[j] for j in perm], [s.answers[j] for j in perm]), tokenize=False))
             images = [load_image(s.path) for s in chosen]
@@ -150,12 +185,14 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
             batch = processor(images, texts)
             mask = torch.as_tensor(answer_mask(batch["input_ids"], prompt_ids, eos_id) & (batch["attention_mask"] > 0))
             inputs = to_model_inputs(batch, family)
+            if features is not None:
+                inputs = with_cached_features(model, family, inputs, [features[i] for i in chosen_idx])
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total, recipe)
             loss, accuracy = answer_loss(model(**inputs).logits, inputs["input_ids"], mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            torch.nn.utils.clip_grad_norm_([p for _, p in trained], recipe.grad_clip)
             optimizer.step()
             running.append((loss.item(), accuracy.item()))
             step += 1
@@ -163,16 +200,63 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
                 mean_loss, mean_acc = np.mean(running, axis=0)
                 running = []
                 entry = dict(step=step, epoch=round(step / steps_per_epoch, 2), loss=round(float(mean_loss), 4),
-                             token_accuracy=round(float(mean_acc), 4), wall_s=round(time.perf_counter() - start, 1))
+                             token_accuracy=round(float(mean_acc), 4), wall_s=round(time.perf_counter() - start, 1),
+                             cpu_s=round(time.process_time() - cpu_start, 1))
                 log.append(entry)
                 print(json.dumps(entry), flush=True)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     model.eval().save_pretrained(out_dir)
     for obj in saveables:  # save_pretrained of the model rewrites config.json only
         obj.save_pretrained(out_dir)
     return dict(family=family, recipe=asdict(recipe), sizes=asdict(sizes), steps=step, train_wall_s=round(wall, 1),
+                train_cpu_s=round(cpu, 1),
                 threads=torch.get_num_threads(), params=sum(p.numel() for p in model.parameters()),
                 train_images=len(samples), init_from=None if init_from is None else str(init_from), log=log)
+
+
+@torch.no_grad()
+def frozen_features(model, family: str, processor, samples, batch_images: int = 32) -> list[torch.Tensor]:
+    """Per sample, what the (frozen) image-feature path gives the LLM: Qwen2-VL the merged tokens [N, D];
+    LLaVA-NeXT the projected tokens of each crop [crops, P, D] before packing (the image_newline, which stage 2
+    trains, is added per step by `with_cached_features`)."""
+    from benchmarks.tiny_models.vision_pretrain import dense_token_features
+
+    prompt, out = processor.chat_prompt("x"), []
+    model.eval()
+    for first in range(0, len(samples), batch_images):
+        chunk = samples[first:first + batch_images]
+        inputs = to_model_inputs(processor([load_image(s.path) for s in chunk], [prompt] * len(chunk)), family)
+        tokens = dense_token_features(model, family, inputs)  # [B, crops * P, D]
+        if family == "llava_next":
+            crops = inputs["pixel_values"].shape[1]
+            tokens = tokens.reshape(len(chunk), crops, -1, tokens.shape[-1])
+        out += list(tokens)
+    model.train()
+    return out
+
+
+def with_cached_features(model, family: str, inputs: dict, features: list[torch.Tensor]) -> dict:
+    """The forward's inputs with the image features given (HF `mm_encoder_outputs`) instead of pixel values."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    inputs = dict(inputs)
+    inputs.pop("pixel_values")
+    if family == "llava_next":
+        inner = model.model
+        features, _ = inner.pack_image_features(features, inputs["image_sizes"], "default",
+                                                image_newline=inner.image_newline)
+    inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=list(features))}
+    return inputs
+
+
+def parse_size(item: str) -> tuple[str, object]:
+    """"text_hidden=96" -> ("text_hidden", 96); "rope_theta=4" -> float; "mrope_section=2,3,3" -> a tuple."""
+    key, _, value = item.partition("=")
+    if key == "rope_theta":
+        return key, float(value)
+    if key == "mrope_section":
+        return key, tuple(int(v) for v in value.split(","))
+    return key, int(value)
 
 
 def main(argv=None) -> None:
@@ -189,13 +273,27 @@ def main(argv=None) -> None:
     parser.add_argument("--vision-pretrain-epochs", type=int, default=0, help="stage 1: shape + colour heads on the image features")
     parser.add_argument("--vision-batch-images", type=int, default=Recipe.vision_batch_images)
     parser.add_argument("--init-from", default=None, help="continue from the weights of this folder")
+    parser.add_argument("--data", choices=("easy-vqa", "detail-vqa"), default="easy-vqa")
+    parser.add_argument("--max-questions", type=int, default=None, help="at most N questions per conversation")
+    parser.add_argument("--freeze-vision", action="store_true", help="stage 2 trains the language model only")
+    parser.add_argument("--balance-types", action="store_true", help="detail-VQA: ask each question type equally often")
+    parser.add_argument("--dense-positive-weight", type=float, default=Recipe.dense_positive_weight,
+                        help="detail-VQA stage 1: loss weight of the labelled tokens of the centre and digit heads")
+    parser.add_argument("--vision-lr", type=float, default=Recipe.vision_lr)
+    parser.add_argument("--warmup-fraction", type=float, default=Recipe.warmup_fraction)
+    parser.add_argument("--size", action="append", default=[], metavar="FIELD=INT",
+                        help="override a TinySizes field, e.g. --size text_hidden=96")
     parser.add_argument("--log", default=None, help="write the run stats (JSON) here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     recipe = Recipe(epochs=args.epochs, batch_images=args.batch_images, lr=args.lr, seed=args.seed,
                     max_images=args.max_images, augment=args.augment,
-                    vision_pretrain_epochs=args.vision_pretrain_epochs, vision_batch_images=args.vision_batch_images)
-    stats = train(args.family, args.out_dir, recipe, init_from=args.init_from)
+                    vision_pretrain_epochs=args.vision_pretrain_epochs, vision_batch_images=args.vision_batch_images,
+                    data=args.data, max_questions=args.max_questions, freeze_vision=args.freeze_vision,
+                    balance_types=args.balance_types, dense_positive_weight=args.dense_positive_weight,
+                    vision_lr=args.vision_lr, warmup_fraction=args.warmup_fraction)
+    sizes = TinySizes(**dict(parse_size(item) for item in args.size))
+    stats = train(args.family, args.out_dir, recipe, sizes, init_from=args.init_from)
     print(json.dumps({k: v for k, v in stats.items() if k != "log"}))
     if args.log:
         Path(args.log).write_text(json.dumps(stats, indent=1) + "\n")

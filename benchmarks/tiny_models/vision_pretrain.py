@@ -18,6 +18,8 @@ measured on 800 held-out test images (10 epochs of the probe take ~1.5 min on on
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -99,6 +101,136 @@ def pretrain_vision(model, family: str, processor, samples, epochs: int, batch_i
         entry = dict(vision_epoch=epoch + 1, loss=round(float(np.mean(losses)), 4),
                      shape_accuracy=round(hits[0] / max(1, seen[0]), 4),
                      colour_accuracy=round(hits[1] / max(1, seen[1]), 4))
+        history.append(entry)
+        log(entry)
+    return history
+
+
+# ---- detail-VQA: dense (per visual token) stage 1 ------------------------------------------------------------
+#
+# detail-VQA answers depend on small objects, so a pooled image label says little. Instead every projected visual
+# token the LLM will see is classified against the scene description, over the image area that token covers:
+# - shape, colour: of the object covering most of its pixels (or none);
+# - centre_shape, centre_colour: of the object whose centre lies in it (one token per object: what counting needs);
+# - digit_1, digit_2, digit_3: the k-th digit of the number if that glyph's centre lies in it (a 16 px token can
+#   hold parts of two glyphs, 10 px apart, so each position has its own head).
+# Every label is local (a token's own area and the glyphs next to it), so the answers stay in the tokens that
+# show them: nothing global (a count, the whole number) is taught to every token.
+
+DENSE_HEADS = {"shape": 4, "colour": 6, "centre_shape": 4, "centre_colour": 6,
+               "digit_1": 11, "digit_2": 11, "digit_3": 11}
+# loss weight of a token whose label is not none, per head (none weighs 1): the centre and digit heads have one
+# labelled token per object / glyph among 64-320, and without it they drift to "none" everywhere first
+POSITIVE_WEIGHT = {"shape": 1.0, "colour": 1.0, "centre_shape": 1.0, "centre_colour": 1.0,
+                   "digit_1": 1.0, "digit_2": 1.0, "digit_3": 1.0}
+
+
+def token_regions(family: str, side: int) -> list[list[tuple[int, int, int, int]]]:
+    """Per crop (LLaVA: base then the 2x2 tiles; Qwen2-VL: the image), the (x0, y0, x1, y1) px of each projected
+    token in the order the tower emits them (row-major)."""
+    if family == "llava_next":
+        crops = [(0, 0, side)] + [(c * side // 2, r * side // 2, side // 2) for r in range(2) for c in range(2)]
+        per = 8  # tokens per crop side (crop / patch)
+    else:
+        crops, per = [(0, 0, side)], side // 16  # Qwen2-VL: patch 8, merge 2 -> 16 px per token
+    out = []
+    for x0, y0, extent in crops:
+        step = extent // per
+        out.append([(x0 + c * step, y0 + r * step, x0 + (c + 1) * step, y0 + (r + 1) * step)
+                    for r in range(per) for c in range(per)])
+    return out
+
+
+def dense_labels(scene, regions) -> np.ndarray:
+    """[tokens, len(DENSE_HEADS)] int labels of one scene over flattened `regions` (0 = none in every head)."""
+    from jax_pruning.eval import detail_vqa as dv
+
+    owner = np.full((dv.CANVAS, dv.CANVAS), -1)
+    for k, obj in enumerate(scene.objects):
+        owner[obj.y:obj.y + obj.size, obj.x:obj.x + obj.size][dv._shape_mask(obj)] = k
+    d = scene.digits
+    glyph_centres = [(d.x + k * (dv.GLYPH_W + dv.GLYPH_GAP) + dv.GLYPH_W / 2, d.y + dv.GLYPH_H / 2, int(ch))
+                     for k, ch in enumerate(d.text)]
+    colours = list(dv.COLORS)
+
+    def shape_colour(obj) -> tuple[int, int]:
+        return dv.SHAPES.index(obj.shape) + 1, colours.index(obj.color) + 1
+
+    rows = []
+    for x0, y0, x1, y1 in regions:
+        ids, counts = np.unique(owner[y0:y1, x0:x1], return_counts=True)
+        counts[ids < 0] = 0
+        covering = shape_colour(scene.objects[int(ids[counts.argmax()])]) if counts.max() > 0 else (0, 0)
+        centred = [o for o in scene.objects if x0 <= o.center[0] < x1 and y0 <= o.center[1] < y1]
+        centre = shape_colour(centred[0]) if centred else (0, 0)
+        digits = [value + 1 if (x0 <= gx < x1 and y0 <= gy < y1) else 0 for gx, gy, value in glyph_centres]
+        rows.append((*covering, *centre, *digits))
+    return np.asarray(rows, np.int64)
+
+
+def dense_token_features(model, family: str, inputs: dict) -> torch.Tensor:
+    """[B, tokens, D]: the projected visual tokens (LLaVA: base then tiles, CLS dropped; Qwen2-VL: merged)."""
+    inner = model.model
+    if family == "llava_next":
+        pixels = inputs["pixel_values"]  # [B, 5, 3, H, W]
+        b, crops = pixels.shape[:2]
+        hidden = inner.vision_tower(pixel_values=pixels.flatten(0, 1), output_hidden_states=True).hidden_states[-1]
+        projected = inner.multi_modal_projector(hidden[:, 1:])  # [B * crops, P, D]
+        return projected.reshape(b, crops * projected.shape[1], projected.shape[2])
+    out = inner.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
+    return torch.stack(list(out.pooler_output))
+
+
+def pretrain_vision_dense(model, family: str, processor, samples, epochs: int, batch_images: int, lr: float,
+                          rng: np.random.Generator, load_image, to_model_inputs, log=print,
+                          warmup_steps: int = 50, positive_weight: dict | None = None) -> list[dict]:
+    """Stage 1 for detail-VQA: per-token heads (DENSE_HEADS) on the projected visual tokens. -> per-epoch log
+    (token accuracies on the tokens whose label is not none, and the none-vs-some accuracy of each head)."""
+    from benchmarks.tiny_models.data import scene_of_path
+    from jax_pruning.eval import detail_vqa as dv
+
+    width = model.config.text_config.hidden_size
+    positive_weight = POSITIVE_WEIGHT if positive_weight is None else positive_weight
+    heads = torch.nn.ModuleDict({k: torch.nn.Linear(width, n) for k, n in DENSE_HEADS.items()})
+    params = [p for m in vision_modules(model, family) for p in m.parameters()] + list(heads.parameters())
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    crops = token_regions(family, dv.CANVAS)
+    regions = [r for crop in crops for r in crop]
+    labels = torch.as_tensor(np.stack([dense_labels(scene_of_path(s.path), regions) for s in samples]))  # [N, T, H]
+    if family == "llava_next":  # the base crop shows the digits at half size (3.5 x 6.5 px): not asked there
+        digit_heads = [j for j, k in enumerate(DENSE_HEADS) if k.startswith("digit")]
+        labels[:, :len(crops[0]), digit_heads] = IGNORE
+    prompt = processor.chat_prompt("x")
+    history, step, cpu_start = [], 0, time.process_time()
+    for epoch in range(epochs):
+        order, losses = rng.permutation(len(samples)), []
+        hits, seen = np.zeros(len(DENSE_HEADS), int), np.zeros(len(DENSE_HEADS), int)
+        for first in range(0, len(samples), batch_images):
+            idx = order[first:first + batch_images]
+            for group in optimizer.param_groups:
+                group["lr"] = lr * min(1.0, (step + 1) / warmup_steps)
+            step += 1
+            batch = processor([load_image(samples[i].path) for i in idx], [prompt] * len(idx))
+            tokens = dense_token_features(model, family, to_model_inputs(batch, family))  # [B, T, D]
+            target = labels[idx]  # [B, T, H]
+            loss = 0.0
+            for j, (name, head) in enumerate(heads.items()):
+                logits = head(tokens)
+                weight = torch.full((DENSE_HEADS[name],), positive_weight.get(name, 1.0))
+                weight[0] = 1.0
+                loss = loss + torch.nn.functional.cross_entropy(logits.flatten(0, 1), target[..., j].flatten(),
+                                                                weight=weight, ignore_index=IGNORE)
+                some = target[..., j] > 0
+                hits[j] += int((logits.argmax(-1)[some] == target[..., j][some]).sum())
+                seen[j] += int(some.sum())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+        entry = dict(vision_epoch=epoch + 1, loss=round(float(np.mean(losses)), 4),
+                     **{f"{k}_accuracy": round(hits[j] / max(1, seen[j]), 4) for j, k in enumerate(DENSE_HEADS)},
+                     cpu_s=round(time.process_time() - cpu_start, 1))
         history.append(entry)
         log(entry)
     return history

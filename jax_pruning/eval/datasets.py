@@ -1,6 +1,9 @@
-"""Datasets by name: `open_dataset("easy-vqa")`, `open_dataset("jsonl", path)`, `open_dataset("pope", path)`.
+"""Datasets by name: `open_dataset("easy-vqa")`, `open_dataset("detail-vqa")`, `open_dataset("jsonl", path)`,
+`open_dataset("pope", path)`.
 
-All local: easy-VQA ships inside its PyPI package; the JSONL format is ours
+All local: easy-VQA ships inside its PyPI package; detail-VQA is generated from
+its seed (`detail_vqa.py`: small shapes and digits on a 128x128 canvas, answers
+that depend on small detail); the JSONL format is ours
 (one question per line beside an image folder); the lmms-lab benchmarks are
 read from parquet files already on disk (see `parquet.py`).
 """
@@ -15,22 +18,28 @@ from jax_pruning.eval.metrics import TASKS
 from jax_pruning.eval.parquet import LAYOUTS, open_parquet
 from jax_pruning.eval.samples import Dataset, Sample, choose_rows, image_from_file
 
-DATASETS = ("easy-vqa", "jsonl", *LAYOUTS)
+DATASETS = ("easy-vqa", "detail-vqa", "jsonl", *LAYOUTS)
+ALIASES = {"detail_vqa": "detail-vqa", "easy_vqa": "easy-vqa"}
 
 
 def open_dataset(name: str, path: str | os.PathLike | None = None, *, split: str | None = None,
                  limit: int | None = None, seed: int | None = None, task: str | None = None) -> Dataset:
-    """A dataset by name (one of DATASETS). `path` is required for everything but easy-vqa.
+    """A dataset by name (one of DATASETS). `path` is required for everything but easy-vqa and detail-vqa.
 
     `limit` keeps the first n samples, or with `seed` a random n (in file order).
     `task` sets the scoring task of a JSONL file (one of TASKS, default exact_match).
     """
+    name = ALIASES.get(name, name)
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     if task is not None and task not in TASKS:
         raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
     if name == "easy-vqa":
         return open_easy_vqa(split or "test", limit=limit, seed=seed)
+    if name == "detail-vqa":
+        from jax_pruning.eval.detail_vqa import open_detail_vqa
+
+        return open_detail_vqa(split or "test", limit=limit, seed=seed)
     if path is None:
         raise ValueError(f"dataset {name!r} needs a path (a local folder or file)")
     if name == "jsonl":
