@@ -58,7 +58,7 @@ DETAIL_MODELS = {"tiny_llava_next_detail": (ASSETS / "tiny_llava_next_detail", (
                  "tiny_qwen2_vl_detail": (ASSETS / "tiny_qwen2_vl_detail", ())}
 MODELS = {**DEMO_MODELS, **DETAIL_MODELS}
 MODELS_BY_DATA = {"easy-vqa": list(DEMO_MODELS), "detail-vqa": list(DETAIL_MODELS)}
-MAX_NEW_TOKENS = 4  # easy-VQA: one word + eos; detail-VQA: up to three digits + eos
+MAX_NEW_TOKENS = 4  # easy-VQA: one word + eos; detail-VQA: up to two digits + eos
 
 
 def hf_accuracy(folder: Path, dataset, batch_size: int) -> float:

@@ -29,7 +29,7 @@ SHIPPED_BY_DATA = {"easy-vqa": SHIPPED, "detail-vqa": SHIPPED_DETAIL}
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "amd-epyc-2c"
 RESULT_STEMS = {"easy-vqa": "tiny_models_hf", "detail-vqa": "tiny_models_detail_hf"}
 MAX_NEW_TOKENS = 3  # easy-VQA answers are one token + eos
-MAX_NEW_TOKENS_BY_DATA = {"easy-vqa": MAX_NEW_TOKENS, "detail-vqa": 4}  # detail-VQA: three digits + eos
+MAX_NEW_TOKENS_BY_DATA = {"easy-vqa": MAX_NEW_TOKENS, "detail-vqa": 4}  # detail-VQA: two digits + eos (room to spare)
 KIND_ORDER = {"easy-vqa": ("shape", "color", "yes/no"),
               "detail-vqa": ("count_color", "count_shape", "color_at", "left_of", "read_digits")}
 

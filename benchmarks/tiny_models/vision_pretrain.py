@@ -23,6 +23,8 @@ import time
 import numpy as np
 import torch
 
+from jax_pruning.eval.detail_vqa import DIGITS
+
 SHAPES = ("circle", "rectangle", "triangle")
 COLOURS = ("black", "blue", "brown", "gray", "green", "red", "teal", "yellow")
 IGNORE = -100
@@ -112,17 +114,28 @@ def pretrain_vision(model, family: str, processor, samples, epochs: int, batch_i
 # token the LLM will see is classified against the scene description, over the image area that token covers:
 # - shape, colour: of the object covering most of its pixels (or none);
 # - centre_shape, centre_colour: of the object whose centre lies in it (one token per object: what counting needs);
-# - digit_1, digit_2, digit_3: the k-th digit of the number if that glyph's centre lies in it (a 16 px token can
-#   hold parts of two glyphs, 10 px apart, so each position has its own head).
+# - digit_1 .. digit_<DIGITS>: the k-th digit of the number if that glyph's centre lies in it (a 16 px token can
+#   hold parts of two glyphs, so each position has its own head).
+# - pos_x, pos_y (LLaVA-NeXT base crop only): the token's own column and row. CLIP's learned position embeddings
+#   can carry them, so every base token states where it is (what "top left" and "further left" need when the
+#   question sits anywhere in a multi-turn chat). Tile tokens cannot know their tile and Qwen2-VL's tower has
+#   only relative (rotary) positions, so neither is asked; Qwen2-VL's LLM reads positions from its M-RoPE.
 # Every label is local (a token's own area and the glyphs next to it), so the answers stay in the tokens that
 # show them: nothing global (a count, the whole number) is taught to every token.
 
+DIGIT_HEADS = tuple(f"digit_{k + 1}" for k in range(DIGITS))
 DENSE_HEADS = {"shape": 4, "colour": 6, "centre_shape": 4, "centre_colour": 6,
-               "digit_1": 11, "digit_2": 11, "digit_3": 11}
+               **{k: 11 for k in DIGIT_HEADS}, "pos_x": 8, "pos_y": 8}
+POSITION_HEADS = ("pos_x", "pos_y")  # LLaVA-NeXT only (labels: the base crop's 8x8 token grid)
+
+
+def dense_heads(family: str) -> dict[str, int]:
+    """The stage-1 heads of a family (Qwen2-VL has no position heads)."""
+    return {k: n for k, n in DENSE_HEADS.items() if family == "llava_next" or k not in POSITION_HEADS}
 # loss weight of a token whose label is not none, per head (none weighs 1): the centre and digit heads have one
 # labelled token per object / glyph among 64-320, and without it they drift to "none" everywhere first
 POSITIVE_WEIGHT = {"shape": 1.0, "colour": 1.0, "centre_shape": 1.0, "centre_colour": 1.0,
-                   "digit_1": 1.0, "digit_2": 1.0, "digit_3": 1.0}
+                   **{k: 1.0 for k in DIGIT_HEADS}}
 
 
 def token_regions(family: str, side: int) -> list[list[tuple[int, int, int, int]]]:
@@ -142,7 +155,8 @@ def token_regions(family: str, side: int) -> list[list[tuple[int, int, int, int]
 
 
 def dense_labels(scene, regions) -> np.ndarray:
-    """[tokens, len(DENSE_HEADS)] int labels of one scene over flattened `regions` (0 = none in every head)."""
+    """[tokens, len(DENSE_HEADS)] int labels of one scene over flattened `regions` (0 = none in every head;
+    the position heads are filled in by `pretrain_vision_dense`)."""
     from jax_pruning.eval import detail_vqa as dv
 
     owner = np.full((dv.CANVAS, dv.CANVAS), -1)
@@ -164,7 +178,7 @@ def dense_labels(scene, regions) -> np.ndarray:
         centred = [o for o in scene.objects if x0 <= o.center[0] < x1 and y0 <= o.center[1] < y1]
         centre = shape_colour(centred[0]) if centred else (0, 0)
         digits = [value + 1 if (x0 <= gx < x1 and y0 <= gy < y1) else 0 for gx, gy, value in glyph_centres]
-        rows.append((*covering, *centre, *digits))
+        rows.append((*covering, *centre, *digits, IGNORE, IGNORE))
     return np.asarray(rows, np.int64)
 
 
@@ -191,7 +205,7 @@ def pretrain_vision_dense(model, family: str, processor, samples, epochs: int, b
 
     width = model.config.text_config.hidden_size
     positive_weight = POSITIVE_WEIGHT if positive_weight is None else positive_weight
-    heads = torch.nn.ModuleDict({k: torch.nn.Linear(width, n) for k, n in DENSE_HEADS.items()})
+    heads = torch.nn.ModuleDict({k: torch.nn.Linear(width, n) for k, n in dense_heads(family).items()})
     params = [p for m in vision_modules(model, family) for p in m.parameters()] + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     crops = token_regions(family, dv.CANVAS)
@@ -200,11 +214,17 @@ def pretrain_vision_dense(model, family: str, processor, samples, epochs: int, b
     if family == "llava_next":  # the base crop shows the digits at half size (3.5 x 6.5 px): not asked there
         digit_heads = [j for j, k in enumerate(DENSE_HEADS) if k.startswith("digit")]
         labels[:, :len(crops[0]), digit_heads] = IGNORE
+        side = int(round(len(crops[0]) ** 0.5))
+        index = torch.arange(len(crops[0]))
+        labels[:, :len(crops[0]), list(DENSE_HEADS).index("pos_x")] = index % side
+        labels[:, :len(crops[0]), list(DENSE_HEADS).index("pos_y")] = index // side
+    heads_of = dense_heads(family)
+    labels = labels[..., [list(DENSE_HEADS).index(k) for k in heads_of]]
     prompt = processor.chat_prompt("x")
     history, step, cpu_start = [], 0, time.process_time()
     for epoch in range(epochs):
         order, losses = rng.permutation(len(samples)), []
-        hits, seen = np.zeros(len(DENSE_HEADS), int), np.zeros(len(DENSE_HEADS), int)
+        hits, seen = np.zeros(len(heads), int), np.zeros(len(heads), int)
         for first in range(0, len(samples), batch_images):
             idx = order[first:first + batch_images]
             for group in optimizer.param_groups:
@@ -220,7 +240,7 @@ def pretrain_vision_dense(model, family: str, processor, samples, epochs: int, b
                 weight[0] = 1.0
                 loss = loss + torch.nn.functional.cross_entropy(logits.flatten(0, 1), target[..., j].flatten(),
                                                                 weight=weight, ignore_index=IGNORE)
-                some = target[..., j] > 0
+                some = target[..., j] >= (0 if name in POSITION_HEADS else 1)  # position 0 is a real label
                 hits[j] += int((logits.argmax(-1)[some] == target[..., j][some]).sum())
                 seen[j] += int(some.sum())
             optimizer.zero_grad(set_to_none=True)
@@ -229,7 +249,7 @@ def pretrain_vision_dense(model, family: str, processor, samples, epochs: int, b
             optimizer.step()
             losses.append(loss.item())
         entry = dict(vision_epoch=epoch + 1, loss=round(float(np.mean(losses)), 4),
-                     **{f"{k}_accuracy": round(hits[j] / max(1, seen[j]), 4) for j, k in enumerate(DENSE_HEADS)},
+                     **{f"{k}_accuracy": round(hits[j] / max(1, seen[j]), 4) for j, k in enumerate(heads)},
                      cpu_s=round(time.process_time() - cpu_start, 1))
         history.append(entry)
         log(entry)

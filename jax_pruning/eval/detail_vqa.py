@@ -4,14 +4,14 @@ easy-VQA shows one large shape on a flat background, so any spread-out sample of
 visual tokens answers it and every pre-LLM pruning method ties with random
 selection. Here a 128x128 canvas holds 4-8 small shapes (10-14 px) in a 3x3 grid
 of named cells (one shape per cell at a random offset inside it) and a
-three-digit number drawn small (seven-segment glyphs, 7x13 px, 2 px strokes) in
-one of the empty cells. Questions (one word / number each):
+two-digit number drawn small (seven-segment glyphs, 9x15 px, 2 px strokes, one
+glyph every 16 px) in one of the empty cells. Questions (one word / number each):
 
     count_color   how many red shapes are there?                           0-8
     count_shape   how many circles are there?                              0-8
     color_at      what color is the shape in the top left?                 a colour
     left_of       which is further left, the red circle or the blue square? a colour (one of the two named)
-    read_digits   what number is written?                                  three digits, e.g. 047
+    read_digits   what number is written?                                  two digits, e.g. 07
 
 Everything is a pure function of the seed: `make_scene(seed)` draws the scene
 description (objects with shape, colour, position, size and grid cell; the
@@ -47,8 +47,8 @@ ROWS, COLS = ("top", "middle", "bottom"), ("left", "middle", "right")
 MIN_SHAPES, MAX_SHAPES = 4, 8
 MIN_SIZE, MAX_SIZE = 10, 14  # shape side / diameter, px
 MARGIN = 2  # px between a shape (or the digits) and its cell's border
-DIGITS = 3
-GLYPH_W, GLYPH_H, STROKE, GLYPH_GAP = 7, 13, 2, 3
+DIGITS = 2
+GLYPH_W, GLYPH_H, STROKE, GLYPH_GAP = 9, 15, 2, 7
 MIN_LEFT_GAP = 8  # px between the centres of the two objects of a left_of question
 QUESTION_TYPES = ("count_color", "count_shape", "color_at", "left_of", "read_digits")
 EVAL_TYPES = QUESTION_TYPES  # one question of each type per image
