@@ -28,12 +28,23 @@ from jax_pruning.eval.token_views import encode_views, views_of_output
 
 def task_prompt(processor) -> Callable[[Sample], str]:
     """The benchmark's protocol: question + the task's standard instruction, in the chat template."""
-    return lambda s: build_prompt(processor, s.question, s.task, s.choices)
+    return lambda s: build_prompt(processor, s.question, s.task, s.choices, video=s.is_video)
 
 
 def bare_prompt(processor) -> Callable[[Sample], str]:
     """Just the question in the chat template (what the embedded tiny models were trained on)."""
-    return lambda s: processor.chat_prompt(s.question)
+    return lambda s: processor.chat_prompt(s.question, video=s.is_video)
+
+
+def processor_inputs(processor, samples: Sequence[Sample], prompts: Sequence[str]) -> dict:
+    """One batch of image and video samples -> processor outputs (each text holds its own image or video)."""
+    videos = [s.video if s.is_video else None for s in samples]
+    if not any(videos):
+        return processor([s.image for s in samples], prompts)
+    images = [[] if s.is_video else [s.image] for s in samples]
+    rates = [clip.fps for clip in videos if clip is not None]
+    return processor(images if any(images) else None, prompts,
+                     videos=[[clip.frames] if clip is not None else [] for clip in videos], video_fps=rates)
 
 
 def predictor(model, processor, pruner, *, max_new_tokens: int = 8, mesh=None,
@@ -44,8 +55,12 @@ def predictor(model, processor, pruner, *, max_new_tokens: int = 8, mesh=None,
     prompt = prompt or task_prompt(processor)
 
     def predict(samples: list[Sample]) -> list[dict]:
-        images = [s.image for s in samples]
-        inputs = processor(images, [prompt(s) for s in samples])
+        try:
+            inputs = processor_inputs(processor, samples, [prompt(s) for s in samples])
+        except ValueError as err:  # e.g. a video for a model without video input: that sample fails, named
+            failure = SampleError(str(err))
+            failure.sample_id = _first_refused(processor, samples, prompt)
+            raise failure from None
         start = time.perf_counter()
         try:
             out = jp.generate(model, inputs, pruner, max_new_tokens, mesh=mesh)
@@ -59,12 +74,25 @@ def predictor(model, processor, pruner, *, max_new_tokens: int = 8, mesh=None,
         results = [{"prediction": text.strip(), "visual_tokens": int(v), "prefill_flops": float(f),
                     "seconds": seconds} for text, v, f in zip(texts, out.visual_tokens, flops)]
         if pruner is not None and out.visual is not None and out.visual_labels is not None:
-            for b, (result, image) in enumerate(zip(results, images)):  # what the report's overlays draw
+            for b, (result, sample) in enumerate(zip(results, samples)):  # what the report's overlays draw
+                image = sample.preview
                 result["token_views"] = encode_views(views_of_output(
                     out, sample=b, image_hw=(image.height, image.width), config=model.config))
         return results
 
     return predict
+
+
+def _first_refused(processor, samples: Sequence[Sample], prompt) -> str | None:
+    """The id of the first sample the processor refuses on its own (None: only the batch as a whole fails)."""
+    if len(samples) == 1:
+        return samples[0].id
+    for sample in samples:
+        try:
+            processor_inputs(processor, [sample], [prompt(sample)])
+        except (ValueError, SampleError):
+            return sample.id
+    return None
 
 
 def run_name(pruner) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from jax_pruning.eval.metrics import TASKS
 from jax_pruning.eval.parquet import LAYOUTS, open_parquet
 from jax_pruning.eval.samples import Dataset, Sample, choose_rows, image_from_file
+from jax_pruning.eval.videos import video_from_path
 
 DATASETS = ("easy-vqa", "detail-vqa", "jsonl", *LAYOUTS)
 ALIASES = {"detail_vqa": "detail-vqa", "easy_vqa": "easy-vqa"}
@@ -68,10 +69,13 @@ def open_easy_vqa(split: str = "test", *, limit: int | None = None, seed: int | 
 
 def open_jsonl(path: str | os.PathLike, *, images: str | os.PathLike | None = None, limit: int | None = None,
                seed: int | None = None, task: str = "exact_match") -> Dataset:
-    """Lines of `{"id", "image", "question", "answers" | "answer", "choices"?}`.
+    """Lines of `{"id", "image" | "video", "question", "answers" | "answer", "choices"?}`.
 
-    `image` is relative to `images` (default: the JSONL file's folder). Bad
-    lines raise ValueError naming the file and line number.
+    `image` / `video` are relative to `images` (default: the JSONL file's folder).
+    A video is a folder of frames or an animated GIF / WebP / PNG (eval/videos.py),
+    with optional `"fps"` (rate of the stored frames, default 2) and
+    `"max_frames"` (sample that many evenly). Bad lines raise ValueError naming
+    the file and line number; a video that does not decode fails its sample only.
     """
     path = Path(path)
     if not path.is_file():
@@ -94,6 +98,10 @@ def open_jsonl(path: str | os.PathLike, *, images: str | os.PathLike | None = No
 
     def make(i: int) -> Sample:
         r, _ = records[i]
+        if "video" in r:
+            return Sample(id=r["id"], question=r["question"], answers=r["answers"], task=task,
+                          load_video=video_from_path(folder / r["video"], r["fps"], r["max_frames"]),
+                          choices=r.get("choices"), meta={"dataset": path.name, "video": r["video"]})
         return Sample(id=r["id"], question=r["question"], answers=r["answers"], task=task,
                       load_image=image_from_file(folder / r["image"]), choices=r.get("choices"),
                       meta={"dataset": path.name, "image": r["image"]})
@@ -104,11 +112,29 @@ def open_jsonl(path: str | os.PathLike, *, images: str | os.PathLike | None = No
 def _check_record(record, where: str) -> tuple[dict, str]:
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    missing = [k for k in ("id", "image", "question") if k not in record]
+    missing = [k for k in ("id", "question") if k not in record]
+    if "image" not in record and "video" not in record:
+        missing.append("image (or video)")
     if "answers" not in record and "answer" not in record:
         missing.append("answers (or answer)")
     if missing:
         raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
+    if "image" in record and "video" in record:
+        raise ValueError(f"{where}: give an image or a video, not both")
+    media = record.get("image", record.get("video"))
+    if not isinstance(media, str) or not media:
+        raise ValueError(f"{where}: {'image' if 'image' in record else 'video'} must be a non-empty path string")
+    video = {}
+    if "video" in record:
+        fps, max_frames = record.get("fps", 2.0), record.get("max_frames")
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (0 < fps < float("inf")):
+            raise ValueError(f"{where}: 'fps' must be a positive number, got {fps!r}")
+        if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int)
+                                       or max_frames < 1):
+            raise ValueError(f"{where}: 'max_frames' must be a positive integer, got {max_frames!r}")
+        video = {"fps": float(fps), "max_frames": max_frames}
+    elif "fps" in record or "max_frames" in record:
+        raise ValueError(f"{where}: 'fps' / 'max_frames' belong to a video row, this row has an image")
     answers = record.get("answers", record.get("answer"))
     answers = [answers] if isinstance(answers, str) else answers
     if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
@@ -116,5 +142,5 @@ def _check_record(record, where: str) -> tuple[dict, str]:
     choices = record.get("choices")
     if choices is not None and (not isinstance(choices, list) or not all(isinstance(c, str) for c in choices)):
         raise ValueError(f"{where}: 'choices' must be a list of strings")
-    out = dict(record, id=str(record["id"]), answers=answers, question=str(record["question"]))
+    out = dict(record, id=str(record["id"]), answers=answers, question=str(record["question"]), **video)
     return out, where

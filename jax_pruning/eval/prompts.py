@@ -56,15 +56,18 @@ def question_text(question: str, task: str, choices: list[str] | None = None) ->
     return f"{question}\n{INSTRUCTIONS[task]}" if INSTRUCTIONS[task] else question
 
 
-def build_prompt(processor, question: str, task: str, choices: list[str] | None = None) -> str:
-    """The full prompt (chat template with one image) for a jax_pruning Processor, or any HF
-    tokenizer/processor: through its `apply_chat_template` when it has a chat template, the image
-    as a {"type": "image"} content item so the model's own template places it."""
+def build_prompt(processor, question: str, task: str, choices: list[str] | None = None, *,
+                 video: bool = False) -> str:
+    """The full prompt (chat template with one image, or with `video` one video) for a jax_pruning
+    Processor, or any HF tokenizer/processor: through its `apply_chat_template` when it has a chat
+    template, the image as a {"type": "image"} content item so the model's own template places it."""
     text = question_text(question, task, choices)
     if hasattr(processor, "chat_prompt"):  # jax_pruning.processing.Processor
-        return processor.chat_prompt(text)
+        return processor.chat_prompt(text, video=True) if video else processor.chat_prompt(text)
+    if video and not getattr(processor, "chat_template", None):
+        raise ValueError("a video prompt needs the model's chat template (this processor has none)")
     if getattr(processor, "chat_template", None):
-        content = [{"type": "image"}, {"type": "text", "text": text}]
+        content = [{"type": "video" if video else "image"}, {"type": "text", "text": text}]
         return processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
                                              add_generation_prompt=True)
     return f"{getattr(processor, 'image_token', None) or '<image>'}\n{text}"  # no template: LLaVA's plain form

@@ -128,7 +128,7 @@ def _sample_card(index: int, sample, summaries, scored, panel: int) -> dict:
     from jax_pruning.eval.token_views import decode_views
 
     try:
-        image = sample.image
+        image = sample.preview
     except Exception as err:  # noqa: BLE001 — a broken image still gets its text row
         image, image_error = None, str(err)
     else:

@@ -2,7 +2,7 @@
 
 `run_eval(dataset, predict_batch, out_dir, batch_size=..., ...)` knows nothing
 about models: `predict_batch(samples) -> list[dict]` is the engine side. It
-gets exactly `batch_size` samples whose images are already decoded (the last
+gets exactly `batch_size` samples whose images / videos are already decoded (the last
 partial batch, and slots of samples that failed, are filled by repeating the
 last good sample, so the engine sees one static batch shape and compiles
 once; the padding's results are dropped). Each returned dict has at least
@@ -12,7 +12,7 @@ other JSON-able keys are stored as they are. The runner adds `wall_seconds`
 retries are charged to them: samples/s in the summary is end-to-end throughput).
 
 A sample that cannot be evaluated is recorded with its reason and the run goes on:
-- its image does not load (missing file, corrupt bytes): `Sample.image` raises SampleError;
+- its image or video does not load (missing file, corrupt bytes): `Sample.image` / `.video` raise SampleError;
 - the engine rejects it (e.g. prompt longer than the text bucket): predict_batch
   returns `{"error": reason}` in its slot, or raises `SampleError` (with a
   `sample_id` attribute naming the sample: only that one fails and the batch is
@@ -84,8 +84,13 @@ def _barrier(name: str, count: int) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def _with_image(sample: Sample, image) -> Sample:
-    """The sample with its image already decoded (the engine reads `.image` without decoding again)."""
+def _decoded(sample: Sample) -> Sample:
+    """The sample with its image or video already decoded (the engine reads `.image` / `.video` without
+    decoding again)."""
+    if sample.is_video:
+        clip = sample.video
+        return dataclasses.replace(sample, load_video=lambda: clip)
+    image = sample.image
     return dataclasses.replace(sample, load_image=lambda: image)
 
 
@@ -99,7 +104,7 @@ def _evaluate_batch(batch: list[Sample], predict_batch: PredictBatch, batch_size
     ready = []
     for sample in batch:
         try:
-            ready.append(_with_image(sample, sample.image))
+            ready.append(_decoded(sample))
         except SampleError as err:
             records[sample.id] = _failed(sample, str(err))
     start = time.perf_counter()
