@@ -21,6 +21,11 @@ their original position ids. The pruned HF rows use the "random" method's
 kept tokens (a pre-LLM method: every layer sees the same kept sequence).
 
     python benchmarks/prefill.py [--presets llava_next_cpu qwen2_5_vl_cpu] [--repeats 3]
+    python benchmarks/prefill.py --video     # a 64-frame clip through Qwen2.5-VL (results: prefill_video.*)
+
+Video presets (`--video`) run the temporal methods and the pre-LLM ones that see any visual tokens (EVS,
+Hi-Lo over space-time, Random, ToMe, DivPrune) and FastV, at keep 0.5 / 0.25 / 0.1, and the real-shape
+bound of a 64-frame 448x448 clip through Qwen2.5-VL-7B.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ from jax_pruning.methods import lookup  # noqa: E402
 
 METHODS = jp.METHODS
 KEEPS = (0.5, 0.3, 0.1, 0.05)
+VIDEO_METHODS = ("evs", "hilo", "random", "tome", "divprune", "fastv")
+VIDEO_KEEPS = (0.5, 0.25, 0.1)
 HF_PRUNED_METHOD = "random"
 
 
@@ -90,14 +97,14 @@ def median(rows: list[dict], key: str) -> float:
     return float(statistics.median(r[key] for r in rows))
 
 
-def method_specs(family: str, methods=METHODS, keeps=KEEPS) -> dict:
-    """{label: PrunerSpec or None} of the configurations that apply to a family."""
+def method_specs(family: str, methods=METHODS, keeps=KEEPS, video: bool = False) -> dict:
+    """{label: PrunerSpec or None} of the configurations that apply to a family (and input kind)."""
     specs = {"unpruned": None}
     for method in methods:
         if lookup(method).multi_resolution and family != "llava_next":
             continue  # they split base image / anyres tiles: LLaVA-NeXT only
-        if lookup(method).video_only:
-            continue  # EVS prunes along time: these presets are images
+        if lookup(method).video_only and not video:
+            continue  # EVS prunes along time: image presets have none
         for keep in keeps:
             specs[f"{method}@{keep}"] = jp.pruner(method, keep_ratio=keep)
     return specs
@@ -177,7 +184,7 @@ def bench_preset(name: str, methods, keeps, repeats: int, with_hf: bool) -> dict
         hf, model = shapes.build(preset, folder)
     inputs = shapes.inputs(preset, batch=1)
     text = model.config.text
-    specs = method_specs(preset.family, methods, keeps)
+    specs = method_specs(preset.family, methods, keeps, video=preset.is_video)
 
     first, compile_seconds, compiles = {}, {}, {}
     for label, spec in specs.items():
@@ -246,16 +253,18 @@ def bench_preset(name: str, methods, keeps, repeats: int, with_hf: bool) -> dict
                             "tokens": timings[label][0]["tokens"], "ours_ms": 1e3 * ours_ms, "hf_ms": 1e3 * hf_ms,
                             "ours_over_hf": ours_ms / hf_ms})
     del hf, model
-    return {"preset": name, "config": preset.config, "image_hw": list(preset.image_hw),
+    return {"preset": name, "config": preset.config, "image_hw": list(preset.image_hw), "frames": preset.frames,
             "prompt_tokens": int(np.asarray(inputs["input_ids"]).shape[1]), "repeats": repeats,
             "rows": rows, "hf": hf_rows}
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=list(shapes.CPU))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--keeps", nargs="+", type=float, default=list(KEEPS))
+    parser.add_argument("--video", action="store_true",
+                        help="the video presets, methods and keeps (results: prefill_video.*)")
+    parser.add_argument("--presets", nargs="+", default=None)
+    parser.add_argument("--methods", nargs="+", default=None)
+    parser.add_argument("--keeps", nargs="+", type=float, default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (JAX uses every core)")
     parser.add_argument("--no-hf", action="store_true")
@@ -263,6 +272,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=None, help="results folder (default results/<machine>)")
     parser.add_argument("--merge", action="store_true", help="keep other presets already in the results file")
     args = parser.parse_args(argv)
+    args.presets = args.presets or list(shapes.CPU_VIDEO if args.video else shapes.CPU)
+    args.methods = args.methods or list(VIDEO_METHODS if args.video else METHODS)
+    args.keeps = args.keeps or list(VIDEO_KEEPS if args.video else KEEPS)
     import jax
     import torch
 
@@ -270,14 +282,16 @@ def main(argv=None) -> dict:
     settings = {"repeats": args.repeats, "torch_threads": args.threads, "jax": jax.__version__,
                 "torch": torch.__version__, "dtype": "float32", "batch": 1, "max_new_tokens": 1,
                 "load_start": report.loadavg()}
-    real = [] if args.no_real else [shapes.flop_bound(n) for n in shapes.REAL]
+    real = [] if args.no_real else [shapes.flop_bound(n, keep_ratios=tuple(args.keeps))
+                                    for n in (shapes.REAL_VIDEO if args.video else shapes.REAL)]
     settings["engine_commit"] = report.git_commit()
     start = time.perf_counter()
     presets = [bench_preset(p, args.methods, args.keeps, args.repeats, not args.no_hf) for p in args.presets]
     settings["load_end"] = report.loadavg()
     settings["wall_seconds"] = time.perf_counter() - start
     payload = {"settings": settings, "presets": presets, "real_flop_bounds": real}
-    folder = report.write("prefill", payload, report.prefill_markdown, args.out, args.merge)
+    folder = report.write("prefill_video" if args.video else "prefill", payload, report.prefill_markdown, args.out,
+                          args.merge)
     print(report.prefill_markdown(payload))
     print("results in", folder)
     return payload

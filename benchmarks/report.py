@@ -89,7 +89,9 @@ def prefill_markdown(payload: dict) -> str:
               f"medians. torch threads {s['torch_threads']}. `speed-up / bound`: measured speed-up divided by "
               "the analytic FLOP ratio (1.0 = all of the FLOP saving shows up as time).", ""]
     for p in payload["presets"]:
-        lines += [f"## {p['preset']} (prompt {p['prompt_tokens']} tokens incl. image tokens)", "",
+        shown = (f"a video of {p['frames']} frames {p['image_hw'][0]}x{p['image_hw'][1]}" if p.get("frames")
+                 else f"image {p['image_hw'][0]}x{p['image_hw'][1]}")
+        lines += [f"## {p['preset']} ({shown}; prompt {p['prompt_tokens']} tokens incl. visual tokens)", "",
                   "| config | visual tokens seen | prefill ms | prune ms | prune share | vision ms | first call ms "
                   "| LLM speed-up | LLM FLOP bound | ratio | e2e speed-up | e2e FLOP bound | ratio | peak RSS MB "
                   "| KV MB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -109,11 +111,11 @@ def prefill_markdown(payload: dict) -> str:
                              f"{h['hf_ms']:.1f} | {h['ours_over_hf']:.2f} |")
         lines.append("")
     lines += ["## Real model shapes: analytic prefill FLOP bounds (abstract models, nothing allocated)", "",
-              "| model | params | visual tokens | vision share of unpruned prefill FLOPs | keep | tokens seen "
-              "| FLOP bound |", "|---|---:|---:|---:|---:|---:|---:|"]
+              "| model | input | params | visual tokens | vision share of unpruned prefill FLOPs | keep | tokens seen "
+              "| FLOP bound |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for b in payload.get("real_flop_bounds", []):
         for r in b["rows"]:
-            lines.append(f"| {b['preset']} | {b['parameters'] / 1e9:.2f} B | {b['visual_tokens']} | "
+            lines.append(f"| {b['preset']} | {b.get('input', '')} | {b['parameters'] / 1e9:.2f} B | {b['visual_tokens']} | "
                          f"{100 * b['vision_share_of_unpruned']:.1f}% | {r['keep_ratio']} | "
                          f"{r['visual_tokens_seen']} | {r['flop_bound']:.2f}x |")
     lines += ["", f"Keep 0 = the cap (no visual token left). Text tokens: {payload['real_flop_bounds'][0]['text_tokens']}"

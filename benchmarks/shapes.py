@@ -7,6 +7,10 @@ Presets:
   counts (LLaVA-NeXT: one 672x672 image on a 24x24 base grid -> 2,928 tokens;
   Qwen2.5-VL: a 896x1120 image -> 32x40 = 1,280 tokens), seconds per prefill here.
 - micro: the same again, tiny images, for the smoke tests.
+- video: "qwen2_5_vl_7b_video" (real, bound only) and "qwen2_5_vl_cpu_video": a 64-frame 448x448 clip at
+  2 fps through Qwen2.5-VL's video path (HF's default video sizes keep 448x448: 32 temporal patches x
+  16x16 = 8,192 visual tokens), frames that drift slowly, as consecutive video frames do;
+  "qwen2_5_vl_micro_video" for the smoke tests.
 
 `build(preset, folder)` makes the HF model from the config with `torch.manual_seed`,
 saves it and loads it with `models.load` (same weights on both sides).
@@ -35,6 +39,12 @@ class Preset:
     image_hw: tuple[int, int]  # (height, width) of the benchmark image
     crop: int = 336  # LLaVA: crop size; Qwen: unused
     patch: int = 14
+    frames: int = 0  # > 0: the input is one video of this many frames of image_hw (Qwen only)
+    fps: float = 2.0
+
+    @property
+    def is_video(self) -> bool:
+        return self.frames > 0
 
 
 # One copy of the real configs and their builders: jax_pruning/presets.py (the memory planner's presets).
@@ -61,8 +71,19 @@ PRESETS: dict[str, Preset] = {
     "qwen2_5_vl_micro": Preset("qwen2_5_vl_micro", "qwen2_5_vl", _qwen25(
         32, 3, 4, 2, 64, 128, 2, 16, 32, 2, [1], ids=_QWEN_TEST_IDS), (112, 112)),
 }
+VIDEO_FRAMES = 64
+PRESETS |= {
+    "qwen2_5_vl_7b_video": dataclasses.replace(PRESETS["qwen2_5_vl_7b"], name="qwen2_5_vl_7b_video",
+                                               image_hw=(448, 448), frames=VIDEO_FRAMES),
+    "qwen2_5_vl_cpu_video": dataclasses.replace(PRESETS["qwen2_5_vl_cpu"], name="qwen2_5_vl_cpu_video",
+                                                image_hw=(448, 448), frames=VIDEO_FRAMES),
+    "qwen2_5_vl_micro_video": dataclasses.replace(PRESETS["qwen2_5_vl_micro"], name="qwen2_5_vl_micro_video",
+                                                  image_hw=(56, 56), frames=8),
+}
 REAL = ("llava_next_8b", "qwen2_5_vl_7b")
+REAL_VIDEO = ("qwen2_5_vl_7b_video",)
 CPU = ("llava_next_cpu", "qwen2_5_vl_cpu")
+CPU_VIDEO = ("qwen2_5_vl_cpu_video",)
 MICRO = ("llava_next_micro", "qwen2_5_vl_micro")
 
 
@@ -103,6 +124,15 @@ def prompt_words(n: int) -> str:
     return " ".join(f"w{i % 40}" for i in range(n))
 
 
+def drifting_frames(frames: int, height: int, width: int, seed: int) -> list[np.ndarray]:
+    """A random scene that drifts one pixel right per frame, with a little fresh noise (consecutive frames
+    alike, as in real video; what frame-redundancy pruning looks for)."""
+    rng = np.random.default_rng(seed)
+    scene = rng.integers(0, 256, (height, width + frames, 3)).astype(np.int16)
+    return [np.clip(scene[:, t:t + width] + rng.integers(-4, 5, (height, width, 3)), 0, 255).astype(np.uint8)
+            for t in range(frames)]
+
+
 def inputs(preset: Preset, batch: int = 1, prompt_tokens: int = 60, seed: int = 0) -> dict:
     """Processor outputs (NumPy) for `batch` samples: one image of the preset's size + a prompt."""
     images = [random_image(*preset.image_hw, seed=seed + i) for i in range(batch)]
@@ -129,6 +159,14 @@ def inputs(preset: Preset, batch: int = 1, prompt_tokens: int = 60, seed: int = 
     h, w = preset.image_hw
     processor = Qwen2VLImageProcessorPil(patch_size=14, temporal_patch_size=2, merge_size=2,
                                          min_pixels=56 * 56, max_pixels=h * w)
+    if preset.is_video:  # frames kept at their size (448x448 is inside HF's default video sizes anyway)
+        videos = [drifting_frames(preset.frames, h, w, seed + i) for i in range(batch)]
+        texts = [f"<|vision_start|><|video_pad|><|vision_end|> {prompt_words(prompt_tokens)}"] * batch
+        out = prepare_qwen_inputs(texts, None, videos, tokenizer=tokenizer(), image_processor=processor,
+                                  family=preset.family, video_fps=preset.fps, video_min_pixels=56 * 56,
+                                  video_max_pixels=h * w)
+        out.pop("images_per_sample", None)
+        return out
     texts = [f"<|vision_start|><|image_pad|><|vision_end|> {prompt_words(prompt_tokens)}"] * batch
     out = prepare_qwen_inputs(texts, images, tokenizer=tokenizer(), image_processor=processor)
     out.pop("images_per_sample", None)
@@ -140,6 +178,8 @@ def inputs(preset: Preset, batch: int = 1, prompt_tokens: int = 60, seed: int = 
 def real_visual_tokens(preset: Preset) -> tuple[int, int]:
     """(content tokens, newline tokens) of the preset's benchmark image."""
     h, w = preset.image_hw
+    if preset.is_video:
+        return -(-preset.frames // 2) * (h // 28) * (w // 28), 0
     if preset.family == "llava_next":
         side = preset.crop // preset.patch  # 24
         rows, cols = h // preset.crop * side, w // preset.crop * side  # 48 x 48 (672x672 fits a pinpoint)
@@ -147,11 +187,13 @@ def real_visual_tokens(preset: Preset) -> tuple[int, int]:
     return (h // 28) * (w // 28), 0
 
 
-def _tokens(content: int, newlines: int):
+def _tokens(content: int, newlines: int, video: bool = False):
+    """A one-sample token map of one image (or one video)."""
     from models.visual_tokens import KIND_NEWLINE
 
     kind = np.array([[0] * content + [KIND_NEWLINE] * newlines])
-    return types.SimpleNamespace(valid=np.ones_like(kind, bool), kind=kind)
+    return types.SimpleNamespace(valid=np.ones_like(kind, bool), kind=kind, image=np.zeros_like(kind),
+                                 video=np.full_like(kind, 0 if video else -1))
 
 
 def flop_bound(name: str, keep_ratios=(0.5, 0.3, 0.1, 0.05), text_tokens: int = PROMPT_TOKENS,
@@ -169,9 +211,13 @@ def flop_bound(name: str, keep_ratios=(0.5, 0.3, 0.1, 0.05), text_tokens: int = 
         params = sum(int(np.prod(s)) for s in flat_param_shapes(abstract_model(config)).values())
     content, newlines = real_visual_tokens(preset)
     h, w = preset.image_hw
-    images = {"image_sizes": np.array([[h, w]])} if preset.family == "llava_next" else \
-        {"image_grid_thw": np.array([[1, h // 14, w // 14]])}
-    tower, projector = (float(np.sum(x)) for x in flops.vision_flops(config, _tokens(content, newlines), images))
+    if preset.is_video:
+        images = {"video_grid_thw": np.array([[-(-preset.frames // 2), h // 14, w // 14]])}
+    elif preset.family == "llava_next":
+        images = {"image_sizes": np.array([[h, w]])}
+    else:
+        images = {"image_grid_thw": np.array([[1, h // 14, w // 14]])}
+    tower, projector = (float(np.sum(x)) for x in flops.vision_flops(config, _tokens(content, newlines, preset.is_video), images))
     t = config.text
 
     def llm(seen):
@@ -189,6 +235,7 @@ def flop_bound(name: str, keep_ratios=(0.5, 0.3, 0.1, 0.05), text_tokens: int = 
         rows.append({"keep_ratio": ratio, "visual_tokens_seen": budget(ratio),
                      "unpruned_flops": unpruned, "pruned_flops": pruned, "flop_bound": unpruned / pruned})
     return {"preset": name, "parameters": params, "text_tokens": text_tokens, "visual_tokens": content + newlines,
+            "input": f"{preset.frames} frames {h}x{w}" if preset.is_video else f"image {h}x{w}",
             "vision_tower_flops": tower, "projector_flops": projector,
             "vision_share_of_unpruned": (tower + projector) / unpruned,
             "rows": rows}

@@ -35,6 +35,30 @@ def test_prefill_writes_rows_hf_comparison_and_kv_bytes(tmp_path):
     assert "random keep 0.1" in report.readme_table(tmp_path)
 
 
+def test_prefill_video_runs_evs_on_a_clip(tmp_path):
+    prefill.main(["--video", "--presets", "qwen2_5_vl_micro_video", "--methods", "evs", "hilo", "--keeps", "0.25",
+                  "--repeats", "1", "--no-real", "--no-hf", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "prefill_video.json").read_text())
+    (preset,) = data["presets"]
+    assert preset["frames"] == 8 and "a video of 8 frames 56x56" in (tmp_path / "prefill_video.md").read_text()
+    rows = {r["config"]: r for r in preset["rows"]}
+    assert set(rows) == {"unpruned", "evs@0.25", "hilo@0.25"}
+    assert rows["unpruned"]["visual_tokens_before"] == 4 * 2 * 2  # 4 temporal patches of 2x2 merged tokens
+    assert rows["evs@0.25"]["visual_tokens_seen"] == 4  # EVS keeps the budget
+    assert rows["evs@0.25"]["flop_bound_llm"] > 1.0
+
+
+def test_real_qwen2_5_vl_7b_video_bound():
+    """64 frames of 448x448: 32 temporal patches x 16 x 16 merged tokens; the tower counts every frame pair."""
+    video, image = (shapes.flop_bound(n, keep_ratios=(0.1,), count_params=False)
+                    for n in ("qwen2_5_vl_7b_video", "qwen2_5_vl_7b"))
+    assert video["visual_tokens"] == 8192 and video["input"] == "64 frames 448x448"
+    assert video["rows"][0]["visual_tokens_seen"] == 819
+    per_patch = image["vision_tower_flops"] / (896 * 1120 // 14 ** 2)  # the same tower, per patch (windows differ)
+    assert 0.7 < video["vision_tower_flops"] / (per_patch * 32 * 32 * 32) < 1.3
+    assert 3.0 < video["rows"][0]["flop_bound"] < 3.5
+
+
 def test_throughput_counts_samples_and_compiles_nothing_when_timed(tmp_path):
     throughput.main(["--presets", "qwen2_5_vl_micro", "--methods", "random", "--batch", "2", "--new-tokens", "2",
                      "--prompt-words", "8", "--repeats", "1", "--out", str(tmp_path)])
