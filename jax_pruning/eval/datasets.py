@@ -1,9 +1,10 @@
-"""Datasets by name: `open_dataset("easy-vqa")`, `open_dataset("detail-vqa")`, `open_dataset("jsonl", path)`,
-`open_dataset("pope", path)`.
+"""Datasets by name: `open_dataset("easy-vqa")`, `open_dataset("detail-vqa")`, `open_dataset("moving-shapes")`,
+`open_dataset("jsonl", path)`, `open_dataset("pope", path)`.
 
 All local: easy-VQA ships inside its PyPI package; detail-VQA is generated from
 its seed (`detail_vqa.py`: small shapes and digits on a 128x128 canvas, answers
-that depend on small detail); the JSONL format is ours
+that depend on small detail), and so is moving-shapes (`motion_vqa.py`: 8-frame
+clips whose answers need time); the JSONL format is ours
 (one question per line beside an image folder); the lmms-lab benchmarks are
 read from parquet files already on disk (see `parquet.py`).
 """
@@ -19,13 +20,13 @@ from jax_pruning.eval.parquet import LAYOUTS, open_parquet
 from jax_pruning.eval.samples import Dataset, Sample, choose_rows, image_from_file
 from jax_pruning.eval.videos import video_from_path
 
-DATASETS = ("easy-vqa", "detail-vqa", "jsonl", *LAYOUTS)
-ALIASES = {"detail_vqa": "detail-vqa", "easy_vqa": "easy-vqa"}
+DATASETS = ("easy-vqa", "detail-vqa", "moving-shapes", "jsonl", *LAYOUTS)
+ALIASES = {"detail_vqa": "detail-vqa", "easy_vqa": "easy-vqa", "moving_shapes": "moving-shapes"}
 
 
 def open_dataset(name: str, path: str | os.PathLike | None = None, *, split: str | None = None,
                  limit: int | None = None, seed: int | None = None, task: str | None = None) -> Dataset:
-    """A dataset by name (one of DATASETS). `path` is required for everything but easy-vqa and detail-vqa.
+    """A dataset by name (one of DATASETS). `path` is required for all but the generated / packaged ones.
 
     `limit` keeps the first n samples, or with `seed` a random n (in file order).
     `task` sets the scoring task of a JSONL file (one of TASKS, default exact_match).
@@ -41,6 +42,10 @@ def open_dataset(name: str, path: str | os.PathLike | None = None, *, split: str
         from jax_pruning.eval.detail_vqa import open_detail_vqa
 
         return open_detail_vqa(split or "test", limit=limit, seed=seed)
+    if name == "moving-shapes":
+        from jax_pruning.eval.motion_vqa import open_motion_vqa
+
+        return open_motion_vqa(split or "test", limit=limit, seed=seed)
     if path is None:
         raise ValueError(f"dataset {name!r} needs a path (a local folder or file)")
     if name == "jsonl":

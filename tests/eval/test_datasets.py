@@ -44,7 +44,7 @@ def test_easy_vqa_from_package():
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(ValueError, match="valid: easy-vqa, detail-vqa, jsonl, textvqa"):
+    with pytest.raises(ValueError, match="valid: easy-vqa, detail-vqa, moving-shapes, jsonl, textvqa"):
         open_dataset("vqav9")
     with pytest.raises(ValueError, match="needs a path"):
         open_dataset("pope")

@@ -21,7 +21,7 @@ def test_open_dataset_by_name_and_jsonl_path(tmp_path):
 
 
 def test_unknown_name_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="valid: easy-vqa, detail-vqa, jsonl"):
+    with pytest.raises(ValueError, match="valid: easy-vqa, detail-vqa, moving-shapes, jsonl"):
         ev.open_dataset("imagenet")
 
 
