@@ -15,6 +15,10 @@ Writes accuracy.json, accuracy.md and one accuracy-vs-keep PNG per model.
 `--data detail-vqa` scores the models trained on detail-VQA (tiny_llava_next_detail,
 tiny_qwen2_vl_detail; 5,000 test questions, `jax_pruning/eval/detail_vqa.py`)
 and writes under results/amd-epyc-2c/accuracy_detail by default.
+
+`--data moving-shapes` scores the video model (tiny_qwen2_vl_video; 1,500 test
+questions on 8-frame clips, `jax_pruning/eval/motion_vqa.py`) with the temporal
+and pre-LLM methods at keep 0.5 / 0.25 / 0.1 (no ablations), into accuracy_video.
 """
 
 from __future__ import annotations
@@ -31,14 +35,17 @@ from benchmarks.machine import describe
 from jax_pruning.demo import ASSETS, DEMO_MODELS, layer_options
 
 RESULTS = Path(__file__).resolve().parent / "results" / "amd-epyc-2c" / "accuracy"
-RESULTS_BY_DATA = {"easy-vqa": RESULTS, "detail-vqa": RESULTS.with_name("accuracy_detail")}
-DATA_NAMES = {"easy-vqa": "easy-VQA", "detail-vqa": "detail-VQA"}
+RESULTS_BY_DATA = {"easy-vqa": RESULTS, "detail-vqa": RESULTS.with_name("accuracy_detail"),
+                   "moving-shapes": RESULTS.with_name("accuracy_video")}
+DATA_NAMES = {"easy-vqa": "easy-VQA", "detail-vqa": "detail-VQA", "moving-shapes": "moving-shapes (video)"}
 KEEP_RATIOS = (0.5, 0.25, 0.1, 0.05)
+VIDEO_KEEP_RATIOS = (0.5, 0.25, 0.1)
 BASELINES_2025 = ("pyramiddrop", "dart", "divprune", "cdpruner", "visionzip", "vispruner")
 _LLAVA_METHODS = ("mr_pruner", "hilo", "fastv", "gprune", "tome", "random") + BASELINES_2025
 _QWEN_METHODS = ("hilo", "fastv", "tome", "random") + BASELINES_2025
 METHODS = {"tiny_llava_next": _LLAVA_METHODS, "tiny_qwen2_vl": _QWEN_METHODS,
-           "tiny_llava_next_detail": _LLAVA_METHODS, "tiny_qwen2_vl_detail": _QWEN_METHODS}
+           "tiny_llava_next_detail": _LLAVA_METHODS, "tiny_qwen2_vl_detail": _QWEN_METHODS,
+           "tiny_qwen2_vl_video": ("evs", "hilo", "random", "tome", "divprune", "fastv")}
 _MR_ABLATIONS = (("MR-Pruner w/o IR", "mr_pruner", {"intra": False}),
                  ("MR-Pruner w/o CR", "mr_pruner", {"cross": False}),
                  ("MR-Pruner w/o IA", "mr_pruner", {"informativeness": False}),
@@ -56,8 +63,10 @@ in_llm_options = layer_options  # a method inside the LLM acts at layer min(2, d
 # the models trained on detail-VQA (benchmarks/tiny_models/README.md), beside the easy-VQA demo models
 DETAIL_MODELS = {"tiny_llava_next_detail": (ASSETS / "tiny_llava_next_detail", ()),
                  "tiny_qwen2_vl_detail": (ASSETS / "tiny_qwen2_vl_detail", ())}
-MODELS = {**DEMO_MODELS, **DETAIL_MODELS}
-MODELS_BY_DATA = {"easy-vqa": list(DEMO_MODELS), "detail-vqa": list(DETAIL_MODELS)}
+VIDEO_MODELS = {"tiny_qwen2_vl_video": (ASSETS / "tiny_qwen2_vl_video", ())}  # train_video.py
+MODELS = {**DEMO_MODELS, **DETAIL_MODELS, **VIDEO_MODELS}
+MODELS_BY_DATA = {"easy-vqa": list(DEMO_MODELS), "detail-vqa": list(DETAIL_MODELS),
+                  "moving-shapes": list(VIDEO_MODELS)}
 MAX_NEW_TOKENS = 4  # easy-VQA: one word + eos; detail-VQA: up to two digits + eos
 
 
@@ -70,7 +79,14 @@ def hf_accuracy(folder: Path, dataset, batch_size: int) -> float:
     hits = []
     for first in range(0, len(dataset), batch_size):
         chunk = [dataset[i] for i in range(first, min(first + batch_size, len(dataset)))]
-        got = answer(model, processor, family, [s.image for s in chunk], [s.question for s in chunk], MAX_NEW_TOKENS)
+        if chunk[0].is_video:
+            from benchmarks.tiny_models.train_video import answer_video
+
+            got = answer_video(model, processor, [s.video for s in chunk], [s.question for s in chunk],
+                               MAX_NEW_TOKENS)
+        else:
+            got = answer(model, processor, family, [s.image for s in chunk], [s.question for s in chunk],
+                         MAX_NEW_TOKENS)
         hits += [exact_match(g, s.answers) for g, s in zip(got, chunk)]
     return 100.0 * float(np.mean(hits))
 
@@ -145,14 +161,17 @@ def main(argv=None) -> int:
                         help="default: the models trained on --data")
     parser.add_argument("--out", type=Path, default=None, help="default: results/amd-epyc-2c/accuracy(_detail)")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--keep", nargs="+", type=float, default=list(KEEP_RATIOS))
+    parser.add_argument("--keep", nargs="+", type=float, default=None,
+                        help="default 0.5 0.25 0.1 0.05 (moving-shapes: 0.5 0.25 0.1)")
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--methods", nargs="+", default=None, help="only these methods (default: all that apply)")
     args = parser.parse_args(argv)
     args.models = args.models or MODELS_BY_DATA[args.data]
     args.out = args.out or RESULTS_BY_DATA[args.data]
+    video = args.data == "moving-shapes"
+    args.no_ablations = args.no_ablations or video
     dataset = open_dataset(args.data, split="test", limit=args.limit or None, seed=args.seed)
-    keeps = tuple(args.keep)
+    keeps = tuple(args.keep or (VIDEO_KEEP_RATIOS if video else KEEP_RATIOS))
     results = [run_model(name, dataset, args.out, args.batch_size, args.resume, keeps, not args.no_ablations,
                          args.methods) for name in args.models]
     machine = describe()

@@ -1,0 +1,217 @@
+"""Train the tiny video Qwen2-VL on moving-shapes (PyTorch, CPU) and save it as a Hub-style folder.
+
+    python -m benchmarks.tiny_models.train_video jax_pruning/assets/tiny_qwen2_vl_video --threads 1
+
+The model is the easy-VQA tiny Qwen2-VL's architecture (patch 4, temporal patch
+2, merge 2: a 48x48 frame pair is 6x6 = 36 tokens, a clip of 8 frames 144),
+with a word-level tokenizer over the moving-shapes words and a chat template
+that places `<|video_pad|>` for a video item. `video_preprocessor_config.json`
+keeps frames at their size. Every step packs each clip's three questions, in a
+fresh order, into one multi-turn conversation (the video in the first user turn;
+loss on the answers and the eos closing each). Inputs come from
+`jax_pruning.processing.Processor` on the folder being written, so training sees
+exactly what `jaxprune eval` builds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.tiny_models.configs import QWEN_MERGE, QWEN_PATCH, TinySizes, qwen2_vl_config, qwen2_vl_image_processor
+from benchmarks.tiny_models.data import answer_mask, conversation, normalize_answer
+from benchmarks.tiny_models.tokenizer import build_tokenizer, generation_prompt_ids
+from benchmarks.tiny_models.train import answer_loss, parse_size, to_model_inputs
+from jax_pruning.eval import motion_vqa as mv
+
+QWEN_VIDEO_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}{{ '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif item['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>{{ '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant{{ '\\n' }}{% endif %}"
+)
+MAX_NEW_TOKENS = 2  # one-word answers + eos
+
+
+@dataclass(frozen=True)
+class VideoRecipe:
+    clips: int = 12000  # training clips (moving-shapes train split, first n)
+    epochs: int = 4
+    batch_clips: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05
+    grad_clip: float = 1.0
+    seed: int = 0
+
+
+def save_processing_files(out_dir: Path, sizes: TinySizes):
+    """config + tokenizer (with the video template) + image processor + video sizes -> out_dir; -> config."""
+    tokenizer = build_tokenizer("qwen2_vl", mv.words())
+    tokenizer.chat_template = QWEN_VIDEO_TEMPLATE
+    config = qwen2_vl_config(tokenizer, sizes, "easy-vqa")  # patch 4: the easy-VQA geometry
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    images = qwen2_vl_image_processor("easy-vqa")
+    images.save_pretrained(out_dir)
+    factor = QWEN_PATCH * QWEN_MERGE
+    (out_dir / "video_preprocessor_config.json").write_text(json.dumps({
+        "video_processor_type": "Qwen2VLVideoProcessor", "patch_size": QWEN_PATCH, "temporal_patch_size": 2,
+        "merge_size": QWEN_MERGE, "image_mean": images.image_mean, "image_std": images.image_std,
+        "size": {"shortest_edge": (2 * factor) ** 2, "longest_edge": mv.SIDE * mv.SIDE}}, indent=2) + "\n")
+    return config
+
+
+def lr_at(step: int, total: int, recipe: VideoRecipe) -> float:
+    warm = max(1, int(total * recipe.warmup_fraction))
+    if step < warm:
+        return recipe.lr * (step + 1) / warm
+    return recipe.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+def batch_inputs(processor, clips, texts) -> dict:
+    videos = [[mv.frames(c)] for c in clips]
+    return processor(None, texts, videos=videos, video_fps=mv.FPS)
+
+
+def train(out_dir, recipe: VideoRecipe = VideoRecipe(), sizes: TinySizes = TinySizes(), log_every: int = 25,
+          max_steps: int | None = None) -> dict:
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from jax_pruning.processing import Processor
+
+    out_dir = Path(out_dir)
+    torch.manual_seed(recipe.seed)
+    config = save_processing_files(out_dir, sizes)
+    model = Qwen2VLForConditionalGeneration(config).float().train()
+    from benchmarks.tiny_models.vision_pretrain import reset_vision_init
+
+    reset_vision_init(model, "qwen2_vl")
+    processor = Processor.from_folder(out_dir)
+    prompt_ids, eos_id = generation_prompt_ids(processor.tokenizer), processor.tokenizer.eos_token_id
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr, betas=(0.9, 0.98))
+    steps_per_epoch = math.ceil(recipe.clips / recipe.batch_clips)
+    total = steps_per_epoch * recipe.epochs if max_steps is None else min(max_steps, steps_per_epoch * recipe.epochs)
+    rng = np.random.default_rng(recipe.seed)
+    log, running, step, start, cpu_start = [], [], 0, time.perf_counter(), time.process_time()
+    while step < total:
+        order = rng.permutation(recipe.clips)
+        for first in range(0, recipe.clips, recipe.batch_clips):
+            if step >= total:
+                break
+            clips = [mv.clip_of("train", int(i)) for i in order[first:first + recipe.batch_clips]]
+            texts = []
+            for clip in clips:
+                qs = [mv.questions(clip)[j] for j in rng.permutation(len(mv.QUESTION_TYPES))]
+                turns = conversation([q.text for q in qs], [q.answer for q in qs])
+                turns[0]["content"] = [{"type": "video"} if item["type"] == "image" else item
+                                       for item in turns[0]["content"]]
+                texts.append(processor.tokenizer.apply_chat_template(turns, tokenize=False))
+            batch = batch_inputs(processor, clips, texts)
+            mask = torch.as_tensor(answer_mask(batch["input_ids"], prompt_ids, eos_id) & (batch["attention_mask"] > 0))
+            inputs = to_model_inputs(batch, "qwen2_vl")
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total, recipe)
+            loss, accuracy = answer_loss(model(**inputs).logits, inputs["input_ids"], mask)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            optimizer.step()
+            running.append((loss.item(), accuracy.item()))
+            step += 1
+            if step % log_every == 0 or step == total:
+                mean_loss, mean_acc = np.mean(running, axis=0)
+                running = []
+                entry = dict(step=step, epoch=round(step / steps_per_epoch, 2), loss=round(float(mean_loss), 4),
+                             token_accuracy=round(float(mean_acc), 4), wall_s=round(time.perf_counter() - start, 1),
+                             cpu_s=round(time.process_time() - cpu_start, 1))
+                log.append(entry)
+                print(json.dumps(entry), flush=True)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    model.eval().save_pretrained(out_dir)
+    save_processing_files(out_dir, sizes)  # the model's save rewrote config.json only; keep every file in step
+    return dict(family="qwen2_vl", data="moving-shapes", recipe=asdict(recipe), sizes=asdict(sizes), steps=step,
+                train_wall_s=round(wall, 1), train_cpu_s=round(cpu, 1), threads=torch.get_num_threads(),
+                params=sum(p.numel() for p in model.parameters()), log=log)
+
+
+@torch.no_grad()
+def answer_video(model, processor, clips, questions, max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
+    """HF greedy answers (normalised) for one batch of videos (jax_pruning Clips) and questions."""
+    tokenizer = processor.tokenizer
+    texts = [processor.chat_prompt(q, video=True) for q in questions]
+    batch = processor(None, texts, videos=[[c.frames] for c in clips], video_fps=[c.fps for c in clips])
+    inputs = to_model_inputs(batch, "qwen2_vl")
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    answers = []
+    for row in out[:, inputs["input_ids"].shape[1]:].tolist():
+        row = row[:row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row
+        answers.append(normalize_answer(tokenizer.decode(row, skip_special_tokens=True)))
+    return answers
+
+
+@torch.no_grad()
+def evaluate(folder, split: str = "test", clips: int | None = None, batch_clips: int = 32) -> dict:
+    """HF greedy exact match over the split's questions (the first `clips` clips), overall and per type."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from jax_pruning.processing import Processor
+
+    from jax_pruning.eval.samples import Clip as Video
+
+    model = Qwen2VLForConditionalGeneration.from_pretrained(folder, local_files_only=True).float().eval()
+    processor = Processor.from_folder(folder)
+    n = mv.SPLIT_CLIPS[split] if clips is None else clips
+    rows = [(c, q) for i in range(n) for c in [mv.clip_of(split, i)] for q in mv.questions(c)]
+    hits: dict[str, list[int]] = {t: [] for t in mv.QUESTION_TYPES}
+    start = time.perf_counter()
+    for first in range(0, len(rows), batch_clips):
+        chunk = rows[first:first + batch_clips]
+        got = answer_video(model, processor, [Video(mv.frames(c), mv.FPS) for c, _ in chunk], [q.text for _, q in chunk])
+        for answer, (_, q) in zip(got, chunk):
+            hits[q.type].append(int(answer == q.answer))
+    every = [h for v in hits.values() for h in v]
+    files = [f for f in Path(folder).iterdir() if f.is_file()]
+    return {"split": split, "questions": len(every), "accuracy": float(np.mean(every)),
+            "accuracy_by_type": {t: float(np.mean(v)) for t, v in hits.items()},
+            "eval_wall_s": round(time.perf_counter() - start, 1), "folder_bytes": sum(f.stat().st_size for f in files),
+            "visual_tokens_per_clip": (mv.FRAMES // 2) * (mv.SIDE // (QWEN_PATCH * QWEN_MERGE)) ** 2}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir", type=Path)
+    for field, value in asdict(VideoRecipe()).items():
+        parser.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value)
+    parser.add_argument("--size", action="append", default=[], type=parse_size, metavar="FIELD=VALUE")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-clips", type=int, default=None, help="test clips to score (default: all 500)")
+    parser.add_argument("--log", type=Path, default=None, help="write the run stats (JSON) here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    recipe = VideoRecipe(**{f: getattr(args, f) for f in asdict(VideoRecipe())})
+    stats = train(args.out_dir, recipe, TinySizes(**dict(args.size)))
+    stats["eval"] = evaluate(args.out_dir, clips=args.eval_clips)
+    print(json.dumps({k: v for k, v in stats.items() if k != "log"}))
+    if args.log:
+        args.log.write_text(json.dumps(stats, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
