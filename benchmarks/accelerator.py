@@ -5,6 +5,7 @@ inside a hard time budget.
     python benchmarks/accelerator.py                        # both real presets, --budget-seconds 420
     python benchmarks/accelerator.py --compile-cache /tmp/jax_cache   # a rerun skips the XLA compiles
     python benchmarks/accelerator.py --presets qwen2_5_vl_7b --no-hf --batches 8 32 --keeps 0.1
+    python benchmarks/accelerator.py --presets qwen2_5_vl_7b_video --batches 1 8   # a 64-frame 448x448 clip
     # CPU check of the whole pipeline (micro presets: tiny widths, 3 layers, small images):
     JAX_PLATFORMS=cpu python benchmarks/accelerator.py --presets llava_next_micro qwen2_5_vl_micro \\
         --batches 1 2 --keeps 0.1 --out /tmp/acc
@@ -14,8 +15,9 @@ every method; each family keeps those that apply), --throughput-methods, --repea
 configuration), --new-tokens (16), --prompt-words (60), --dtype (bfloat16), --budget-seconds (420),
 --no-hf, --compile-cache, --out (default results/<machine>/, machine.py's name).
 
-What it measures, per preset (shapes.py: `llava_next_8b`, `qwen2_5_vl_7b`; the `*_micro` presets run
-the same code on a CPU):
+What it measures, per preset (shapes.py: `llava_next_8b`, `qwen2_5_vl_7b`, and `qwen2_5_vl_7b_video`: one
+64-frame 448x448 clip per sample, 8,192 visual tokens, with EVS first among the methods; the `*_micro`
+presets run the same code on a CPU):
 - prefill (batch 1, `jp.generate(..., max_new_tokens=1)`): unpruned and every method that applies
   to the family (prefill.py's method list: mr_pruner and gprune LLaVA-NeXT only) at each keep ratio;
   LLM prefill, pruning op and vision milliseconds, the pruning op's share, measured speed-ups next to
@@ -89,6 +91,7 @@ from accelerator_models import (HFSide, build, device_memory, parameter_count, p
 from accelerator_report import NAME, markdown  # noqa: E402
 
 PRIORITY = ("mr_pruner", "hilo", "fastv")  # run first (ordering only; the methods come from prefill.METHODS)
+VIDEO_PRIORITY = ("evs", "hilo", "fastv")  # the same on a video preset
 BATCHES = (1, 8, 32)
 KEEPS = (0.5, 0.25, 0.1)
 MAIN_BATCH = 8
@@ -111,11 +114,12 @@ def plan_preset(name: str, args, hf: bool) -> list[Task]:
     preset = shapes.get(name)
     keeps = sorted(set(args.keeps))
     low = keeps[0]
-    specs = method_specs(preset.family, args.methods, keeps)
+    specs = method_specs(preset.family, args.methods, keeps, video=preset.is_video)
     methods = [m for m in args.methods if any(label.startswith(m + "@") for label in specs)]
-    ordered = [m for m in PRIORITY if m in methods] + [m for m in methods if m not in PRIORITY]
-    first = [m for m in ordered if m in PRIORITY]
-    rest = [m for m in ordered if m not in PRIORITY]
+    priority = VIDEO_PRIORITY if preset.is_video else PRIORITY
+    ordered = [m for m in priority if m in methods] + [m for m in methods if m not in priority]
+    first = [m for m in ordered if m in priority]
+    rest = [m for m in ordered if m not in priority]
     if hf and HF_PRUNED_METHOD in rest:  # the HF language model runs over its kept sequence: measure it early
         rest.remove(HF_PRUNED_METHOD)
     tp_methods = [m for m in (args.throughput_methods or ordered[:2]) if m in methods]

@@ -115,6 +115,9 @@ def test_plan_order_and_estimates_skip_what_does_not_fit():
     qwen = acc.plan_preset("qwen2_5_vl_7b", args, hf=False)
     assert not any(t.config.startswith(("mr_pruner", "gprune", "hf:")) for t in qwen)
     assert [t.config for t in qwen[:4]] == ["unpruned", "hilo@0.1", "fastv@0.1", "unpruned b8"]
+    video = acc.plan_preset("qwen2_5_vl_7b_video", args, hf=False)  # EVS applies (and comes first) on video
+    assert [t.config for t in video[:5]] == ["unpruned", "evs@0.1", "hilo@0.1", "fastv@0.1", "unpruned b8"]
+    assert {t.config for t in video if t.kind == "prefill"} >= {"evs@0.5", "evs@0.25", "random@0.1"}
 
     est = acc.Estimates()
     assert est.task(llava[0], repeats=3, new_tokens=16) is None  # nothing known yet: run (the watchdog guards)
