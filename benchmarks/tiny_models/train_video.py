@@ -11,6 +11,16 @@ fresh order, into one multi-turn conversation (the video in the first user turn;
 loss on the answers and the eos closing each). Inputs come from
 `jax_pruning.processing.Processor` on the folder being written, so training sees
 exactly what `jaxprune eval` builds.
+
+Stage 1 (`--vision-epochs N`, as for detail-VQA): linear heads on every merged
+video token the LLM will see, labelled from the clip description over the
+token's area in its two frames: the colour covering most of it, whether the
+mover is in it, the mover's direction there, and whether an object that first
+shows in this temporal patch is in it. Every label is local to the token's own
+8x8 px and two frames (Qwen2-VL's ViT attends within one temporal patch only),
+so what the answers need sits in the tokens that show it; the LLM then has to
+find those tokens (and, for "appears last", the latest temporal patch, which
+its M-RoPE positions give).
 """
 
 from __future__ import annotations
@@ -54,6 +64,88 @@ class VideoRecipe:
     warmup_fraction: float = 0.05
     grad_clip: float = 1.0
     seed: int = 0
+    vision_epochs: int = 0  # stage 1 epochs (dense heads on the merged video tokens)
+    vision_clips: int = 4000  # stage 1 clips (the first n of the training clips)
+    vision_lr: float = 2e-3
+    freeze_vision: int = 0  # 1: stage 2 trains the language model only
+
+
+VIDEO_HEADS = {"colour": 1 + len(mv.COLORS), "moving": 2, "direction": 1 + len(mv.DIRECTIONS), "new": 2}
+TOKEN_PX = QWEN_PATCH * QWEN_MERGE  # a merged token covers 8x8 px of each of its two frames
+
+
+def owners(clip) -> np.ndarray:
+    """[FRAMES, SIDE, SIDE] index into clip.things of the object on each pixel (-1: background)."""
+    out = np.full((mv.FRAMES, mv.SIDE, mv.SIDE), -1)
+    for t in range(mv.FRAMES):
+        for k, thing in enumerate(clip.things):
+            if t >= thing.first_frame:
+                x, y = thing.position(t)
+                out[t, y:y + thing.size, x:x + thing.size][mv._shape_mask(thing)] = k
+    return out
+
+
+def token_labels(clip) -> np.ndarray:
+    """[temporal patches * rows * cols, len(VIDEO_HEADS)] labels of the merged tokens, in the tower's order."""
+    own, colours, side = owners(clip), list(mv.COLORS), mv.SIDE // TOKEN_PX
+    rows = []
+    for t in range(mv.FRAMES // 2):
+        for r in range(side):
+            for c in range(side):
+                area = own[2 * t:2 * t + 2, r * TOKEN_PX:(r + 1) * TOKEN_PX, c * TOKEN_PX:(c + 1) * TOKEN_PX]
+                ids, counts = np.unique(area[area >= 0], return_counts=True)
+                things = [clip.things[i] for i in ids]
+                colour = colours.index(things[int(counts.argmax())].color) + 1 if len(ids) else 0
+                mover = next((th for th in things if th.direction), None)
+                direction = list(mv.DIRECTIONS).index(mover.direction) + 1 if mover else 0
+                new = any(th.first_frame == 2 * t and t > 0 for th in things)
+                rows.append((colour, int(mover is not None), direction, int(new)))
+    return np.asarray(rows, np.int64)
+
+
+def video_features(model, inputs: dict) -> torch.Tensor:
+    """[videos, tokens, D] merged video tokens (what the LLM reads at the <|video_pad|> slots)."""
+    out = model.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"])
+    return torch.stack(list(out.pooler_output))
+
+
+def pretrain_vision(model, processor, recipe: VideoRecipe, rng, log=print) -> list[dict]:
+    """Stage 1: the dense heads (VIDEO_HEADS) on the video tower + merger. -> per-epoch log."""
+    width = model.config.text_config.hidden_size
+    heads = torch.nn.ModuleDict({k: torch.nn.Linear(width, n) for k, n in VIDEO_HEADS.items()})
+    params = list(model.model.visual.parameters()) + list(heads.parameters())
+    optimizer = torch.optim.AdamW(params, lr=recipe.vision_lr, weight_decay=0.0)
+    clips = [mv.clip_of("train", i) for i in range(min(recipe.vision_clips, recipe.clips))]
+    labels = torch.as_tensor(np.stack([token_labels(c) for c in clips]))  # [N, tokens, heads]
+    prompt = processor.chat_prompt("x", video=True)
+    weight = {"colour": None, "moving": torch.tensor([1.0, 4.0]), "direction": None, "new": torch.tensor([1.0, 4.0])}
+    out, step, cpu_start = [], 0, time.process_time()
+    for epoch in range(recipe.vision_epochs):
+        order, hits = rng.permutation(len(clips)), {k: [0, 0] for k in VIDEO_HEADS}
+        for first in range(0, len(clips), 32):
+            idx = order[first:first + 32]
+            for group in optimizer.param_groups:
+                group["lr"] = recipe.vision_lr * min(1.0, (step + 1) / 50)
+            batch = batch_inputs(processor, [clips[i] for i in idx], [prompt] * len(idx))
+            features = video_features(model, to_model_inputs(batch, "qwen2_vl"))
+            target, loss = labels[idx], 0.0
+            for j, (name, head) in enumerate(heads.items()):
+                logits = head(features)
+                loss = loss + torch.nn.functional.cross_entropy(logits.flatten(0, 1), target[..., j].flatten(),
+                                                                weight=weight[name])
+                some = target[..., j] > 0
+                hits[name][0] += int((logits.argmax(-1)[some] == target[..., j][some]).sum())
+                hits[name][1] += int(some.sum())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+        entry = {"vision_epoch": epoch + 1, "loss": round(float(loss), 4),
+                 **{f"{k}_accuracy": round(h / max(1, n), 4) for k, (h, n) in hits.items()},
+                 "cpu_s": round(time.process_time() - cpu_start, 1)}
+        out.append(entry)
+        log(json.dumps(entry))
+    return out
 
 
 def save_processing_files(out_dir: Path, sizes: TinySizes):
@@ -101,14 +193,20 @@ def train(out_dir, recipe: VideoRecipe = VideoRecipe(), sizes: TinySizes = TinyS
     reset_vision_init(model, "qwen2_vl")
     processor = Processor.from_folder(out_dir)
     prompt_ids, eos_id = generation_prompt_ids(processor.tokenizer), processor.tokenizer.eos_token_id
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    rng = np.random.default_rng(recipe.seed)
+    cpu_start = time.process_time()
+    log = pretrain_vision(model, processor, recipe, rng, log=lambda e: print(e, flush=True)) \
+        if recipe.vision_epochs else []
+    if recipe.freeze_vision:
+        model.model.visual.requires_grad_(False)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trained if p.ndim >= 2]
+    no_decay = [p for p in trained if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr, betas=(0.9, 0.98))
     steps_per_epoch = math.ceil(recipe.clips / recipe.batch_clips)
     total = steps_per_epoch * recipe.epochs if max_steps is None else min(max_steps, steps_per_epoch * recipe.epochs)
-    rng = np.random.default_rng(recipe.seed)
-    log, running, step, start, cpu_start = [], [], 0, time.perf_counter(), time.process_time()
+    running, step, start = [], 0, time.perf_counter()
     while step < total:
         order = rng.permutation(recipe.clips)
         for first in range(0, recipe.clips, recipe.batch_clips):
@@ -130,7 +228,7 @@ def train(out_dir, recipe: VideoRecipe = VideoRecipe(), sizes: TinySizes = TinyS
             loss, accuracy = answer_loss(model(**inputs).logits, inputs["input_ids"], mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trained, recipe.grad_clip)
             optimizer.step()
             running.append((loss.item(), accuracy.item()))
             step += 1

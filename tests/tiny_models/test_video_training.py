@@ -13,7 +13,8 @@ import jax_pruning as jp
 import models
 from benchmarks.tiny_models.data import answer_mask
 from benchmarks.tiny_models.tokenizer import generation_prompt_ids
-from benchmarks.tiny_models.train_video import VideoRecipe, answer_video, evaluate, train
+from benchmarks.tiny_models.train_video import (VIDEO_HEADS, VideoRecipe, answer_video, evaluate, owners,
+                                                token_labels, train)
 from jax_pruning.eval import motion_vqa as mv
 from jax_pruning.eval.samples import Clip
 from jax_pruning.processing import Processor
@@ -25,13 +26,38 @@ def trained(tmp_path_factory):
     torch.manual_seed(0)
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("video")
-    stats = train(out, VideoRecipe(clips=8, epochs=1, batch_clips=4, lr=1e-2), SMOKE_SIZES, log_every=1)
+    stats = train(out, VideoRecipe(clips=8, epochs=1, batch_clips=4, lr=1e-2, vision_epochs=1, vision_clips=8,
+                                   freeze_vision=1), SMOKE_SIZES, log_every=1)
     return out, stats
+
+
+def test_stage1_labels_follow_the_pixels():
+    """Token labels against the rendered frames: the mover's tokens are where its colour is in the token's two
+    frames, "new" marks the arrivals' temporal patches only, colours are those of the pixels."""
+    names = list(mv.COLORS)
+    for i in range(20):
+        clip = mv.clip_of("train", i)
+        frames, labels = mv.render(clip), token_labels(clip)
+        assert labels.shape == (4 * 6 * 6, len(VIDEO_HEADS))
+        grid = labels.reshape(4, 6, 6, -1)
+        for t in range(4):
+            for r in range(6):
+                for c in range(6):
+                    area = frames[2 * t:2 * t + 2, 8 * r:8 * r + 8, 8 * c:8 * c + 8]
+                    shown = {n for n, rgb in mv.COLORS.items() if (area == rgb).all(-1).any()}
+                    colour, moving, direction, new = grid[t, r, c]
+                    assert (colour > 0) == bool(shown) and (colour == 0 or names[colour - 1] in shown)
+                    assert moving == (clip.mover.color in shown)
+                    assert direction == (list(mv.DIRECTIONS).index(clip.mover.direction) + 1 if moving else 0)
+                    arrived = {a.color for a in clip.arrivals if a.first_frame == 2 * t}
+                    assert new == bool(arrived & shown)
+        assert (owners(clip)[-1] >= 0).sum() == sum(int(mv._shape_mask(th).sum()) for th in clip.things)
 
 
 def test_two_steps_and_the_folder(trained):
     folder, stats = trained
     assert stats["steps"] == 2 and all(np.isfinite(e["loss"]) and e["loss"] > 0 for e in stats["log"])
+    assert {f"{k}_accuracy" for k in VIDEO_HEADS} <= set(stats["log"][0])  # stage 1 ran first
     processor = Processor.from_folder(folder)
     assert processor.video_pixels == (16 * 16, mv.SIDE * mv.SIDE)
     raw = json.loads((folder / "config.json").read_text())
