@@ -140,7 +140,7 @@ def pretrain_vision(model, processor, recipe: VideoRecipe, rng, log=print) -> li
             loss.backward()
             optimizer.step()
             step += 1
-        entry = {"vision_epoch": epoch + 1, "loss": round(float(loss), 4),
+        entry = {"vision_epoch": epoch + 1, "loss": round(float(loss.detach()), 4),
                  **{f"{k}_accuracy": round(h / max(1, n), 4) for k, (h, n) in hits.items()},
                  "cpu_s": round(time.process_time() - cpu_start, 1)}
         out.append(entry)
