@@ -248,8 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="batched, resumable evaluation of pruning methods on a dataset")
     _model_args(p)
     p.add_argument("--data", default="easy-vqa",
-                   help="easy-vqa, detail-vqa, moving-shapes (video), or NAME:PATH with NAME in jsonl (images or videos), textvqa, gqa, pope, mme, scienceqa-img, "
-                        "docvqa, infovqa, chartqa, ocrbench")
+                   help="easy-vqa, detail-vqa, moving-shapes (video), or NAME:PATH with NAME in jsonl (images or "
+                        "videos), textvqa, gqa, pope, mme, scienceqa-img, docvqa, infovqa, chartqa, ocrbench")
     p.add_argument("--split", default=None,
                    help="default: the one the benchmark is scored on (easy-vqa / detail-vqa test, textvqa/docvqa validation, ...)")
     p.add_argument("--limit", type=int, default=None, help="N samples only (the first N, or a random N with --seed)")
