@@ -5,24 +5,17 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from benchmarks.tiny_models.data import load_image, normalize_answer, questions_flat
-from benchmarks.tiny_models.evaluate import MAX_NEW_TOKENS, SHIPPED, answer, decode_answers, load
+from benchmarks.tiny_models.evaluate import MAX_NEW_TOKENS, SHIPPED, answer, decode_answers
+from tests.tiny_models.shipped import VISUAL_TOKENS, shipped_fixture
 
 # 8 test questions spread over the split (every 1209th): shape, colour and yes/no questions
 FIXED_QUESTIONS = tuple(range(0, 9673, 1209))[:8]
-VISUAL_TOKENS = {"llava_next": 336, "qwen2_vl": 64}
 HUB_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json")
 
-
-@pytest.fixture(scope="module", params=sorted(SHIPPED))
-def shipped(request):
-    torch.set_num_threads(1)
-    model, processor, family = load(SHIPPED[request.param])
-    assert family == request.param
-    return model, processor, family
+shipped = shipped_fixture(SHIPPED)
 
 
 def test_folder_looks_like_a_hub_checkpoint(shipped):
