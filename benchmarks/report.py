@@ -120,7 +120,9 @@ def prefill_markdown(payload: dict) -> str:
                          f"{r['visual_tokens_seen']} | {r['flop_bound']:.2f}x |")
     lines += ["", f"Keep 0 = the cap (no visual token left). Text tokens: {payload['real_flop_bounds'][0]['text_tokens']}"
               " per prompt." if payload.get("real_flop_bounds") else "", "",
-              "Produced by `python benchmarks/prefill.py`; raw times in prefill.json.", ""]
+              ("Produced by `python benchmarks/prefill.py --video`; raw times in prefill_video.json."
+               if any(p.get("frames") for p in payload["presets"])
+               else "Produced by `python benchmarks/prefill.py`; raw times in prefill.json."), ""]
     return "\n".join(lines)
 
 
