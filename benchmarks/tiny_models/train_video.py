@@ -64,10 +64,12 @@ class VideoRecipe:
     warmup_fraction: float = 0.05
     grad_clip: float = 1.0
     seed: int = 0
-    vision_epochs: int = 0  # stage 1 epochs (dense heads on the merged video tokens)
+    vision_epochs: int = 6  # stage 1 epochs (dense heads on the merged video tokens); 0: no stage 1
     vision_clips: int = 4000  # stage 1 clips (the first n of the training clips)
-    vision_lr: float = 2e-3
-    freeze_vision: int = 0  # 1: stage 2 trains the language model only
+    vision_lr: float = 4e-3
+    vision_batch_clips: int = 16
+    positive_weight: float = 8.0  # stage 1 loss weight of a token showing the mover / its direction / an arrival
+    freeze_vision: int = 1  # 1: stage 2 trains the language model only (0: the tower too)
 
 
 VIDEO_HEADS = {"colour": 1 + len(mv.COLORS), "moving": 2, "direction": 1 + len(mv.DIRECTIONS), "new": 2}
@@ -118,12 +120,13 @@ def pretrain_vision(model, processor, recipe: VideoRecipe, rng, log=print) -> li
     clips = [mv.clip_of("train", i) for i in range(min(recipe.vision_clips, recipe.clips))]
     labels = torch.as_tensor(np.stack([token_labels(c) for c in clips]))  # [N, tokens, heads]
     prompt = processor.chat_prompt("x", video=True)
-    weight = {"colour": None, "moving": torch.tensor([1.0, 4.0]), "direction": None, "new": torch.tensor([1.0, 4.0])}
+    w = recipe.positive_weight
+    weight = {name: None if name == "colour" else torch.tensor([1.0] + [w] * (n - 1)) for name, n in VIDEO_HEADS.items()}
     out, step, cpu_start = [], 0, time.process_time()
     for epoch in range(recipe.vision_epochs):
         order, hits = rng.permutation(len(clips)), {k: [0, 0] for k in VIDEO_HEADS}
-        for first in range(0, len(clips), 32):
-            idx = order[first:first + 32]
+        for first in range(0, len(clips), recipe.vision_batch_clips):
+            idx = order[first:first + recipe.vision_batch_clips]
             for group in optimizer.param_groups:
                 group["lr"] = recipe.vision_lr * min(1.0, (step + 1) / 50)
             batch = batch_inputs(processor, [clips[i] for i in idx], [prompt] * len(idx))
