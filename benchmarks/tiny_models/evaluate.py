@@ -112,6 +112,11 @@ def kinds(result: dict, data: str = "easy-vqa") -> str:
 
 def write_results(results: list[dict], path_stem: Path, data: str = "easy-vqa") -> None:
     path_stem.parent.mkdir(parents=True, exist_ok=True)
+    old = path_stem.with_suffix(".json")  # keep the rows of families not evaluated this time (--family X)
+    if old.is_file():
+        done = {r["family"] for r in results}
+        kept = [r for r in json.loads(old.read_text()) if r.get("family") not in done]
+        results = sorted(kept + list(results), key=lambda r: r["family"])
     path_stem.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     name = {"easy-vqa": "easy-VQA", "detail-vqa": "detail-VQA"}[data]
     cpu = data == "detail-vqa"  # those runs also log their CPU time (the machine was shared)
