@@ -49,6 +49,8 @@ class Recipe:
     freeze_vision: bool = False  # stage 2 trains the language model only (vision tower + projector frozen)
     balance_types: bool = False  # detail-VQA: pick questions type by type (data.balanced_pick), not uniformly
     dense_positive_weight: float = 1.0  # detail-VQA stage 1: loss weight of labelled tokens in the centre/digit heads
+    train_projector: bool = False  # with freeze_vision, LLaVA-NeXT: the projector trains too (tower output cached)
+    torch_text_init: bool = False  # PyTorch default init of the language model's Linear layers (+ lm_head) first
 
 
 def model_class(family: str):
@@ -100,7 +102,7 @@ def save_processing_files(out_dir: Path, config, saveables) -> None:
 
 
 def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = TinySizes(), log_every: int = 25,
-          max_steps: int | None = None, init_from=None) -> dict:
+          max_steps: int | None = None, init_from=None, init_vision_from=None, save_every: int = 0) -> dict:
     """Train (from scratch, or on from the weights in `init_from`) and save weights + tokenizer/processor
     files into `out_dir`. -> run stats."""
     from jax_pruning.processing import Processor
@@ -117,6 +119,17 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
             from benchmarks.tiny_models.vision_pretrain import reset_vision_init
 
             reset_vision_init(model, family)
+        if init_vision_from is not None:  # a stage-1 folder's vision tower + projector into a fresh model
+            from benchmarks.tiny_models.vision_pretrain import vision_modules
+
+            source = model_class(family).from_pretrained(init_vision_from, local_files_only=True).float()
+            for mine, theirs in zip(vision_modules(model, family), vision_modules(source, family)):
+                mine.load_state_dict(theirs.state_dict())
+            del source
+    if recipe.torch_text_init:  # also after init_from: a stage-1 folder holds an untrained (HF-init) LLM
+        for sub in [*model.model.language_model.modules(), model.lm_head]:
+            if isinstance(sub, torch.nn.Linear):
+                sub.reset_parameters()
     save_processing_files(out_dir, config, saveables)
     processor = Processor.from_folder(out_dir)
     prompt_ids, eos_id = generation_prompt_ids(processor.tokenizer), processor.tokenizer.eos_token_id
@@ -131,6 +144,8 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
         from benchmarks.tiny_models.vision_pretrain import vision_modules
 
         frozen = {id(p) for m in vision_modules(model, family) for p in m.parameters()}
+        if recipe.train_projector and family == "llava_next":
+            frozen -= {id(p) for p in model.model.multi_modal_projector.parameters()}
     else:
         frozen = set()
     trained = [(n, p) for n, p in model.named_parameters() if id(p) not in frozen]
@@ -161,7 +176,8 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
     if recipe.freeze_vision and total > 0:  # the frozen tower's output, computed once per training image
         if recipe.augment:
             raise ValueError("freeze_vision caches each image's features: it cannot be combined with augment")
-        features = frozen_features(model, family, processor, samples)
+        features = frozen_features(model, family, processor, samples,
+                                   pre_projector=recipe.train_projector and family == "llava_next")
     running = []
     while step < total:
         for first in range(0, len(samples), recipe.batch_images):
@@ -186,7 +202,8 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
             mask = torch.as_tensor(answer_mask(batch["input_ids"], prompt_ids, eos_id) & (batch["attention_mask"] > 0))
             inputs = to_model_inputs(batch, family)
             if features is not None:
-                inputs = with_cached_features(model, family, inputs, [features[i] for i in chosen_idx])
+                inputs = with_cached_features(model, family, inputs, [features[i] for i in chosen_idx],
+                                              project=recipe.train_projector and family == "llava_next")
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total, recipe)
             loss, accuracy = answer_loss(model(**inputs).logits, inputs["input_ids"], mask)
@@ -204,6 +221,8 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
                              cpu_s=round(time.process_time() - cpu_start, 1))
                 log.append(entry)
                 print(json.dumps(entry), flush=True)
+            if save_every and step % save_every == 0 and step < total:  # a snapshot to evaluate mid-run
+                model.save_pretrained(out_dir)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     model.eval().save_pretrained(out_dir)
     for obj in saveables:  # save_pretrained of the model rewrites config.json only
@@ -211,11 +230,13 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
     return dict(family=family, recipe=asdict(recipe), sizes=asdict(sizes), steps=step, train_wall_s=round(wall, 1),
                 train_cpu_s=round(cpu, 1),
                 threads=torch.get_num_threads(), params=sum(p.numel() for p in model.parameters()),
-                train_images=len(samples), init_from=None if init_from is None else str(init_from), log=log)
+                train_images=len(samples), init_from=None if init_from is None else str(init_from),
+                **({} if init_vision_from is None else {"init_vision_from": str(init_vision_from)}), log=log)
 
 
 @torch.no_grad()
-def frozen_features(model, family: str, processor, samples, batch_images: int = 32) -> list[torch.Tensor]:
+def frozen_features(model, family: str, processor, samples, batch_images: int = 32,
+                    pre_projector: bool = False) -> list[torch.Tensor]:
     """Per sample, what the (frozen) image-feature path gives the LLM: Qwen2-VL the merged tokens [N, D];
     LLaVA-NeXT the projected tokens of each crop [crops, P, D] before packing (the image_newline, which stage 2
     trains, is added per step by `with_cached_features`)."""
@@ -226,7 +247,13 @@ def frozen_features(model, family: str, processor, samples, batch_images: int = 
     for first in range(0, len(samples), batch_images):
         chunk = samples[first:first + batch_images]
         inputs = to_model_inputs(processor([load_image(s.path) for s in chunk], [prompt] * len(chunk)), family)
-        tokens = dense_token_features(model, family, inputs)  # [B, crops * P, D]
+        if pre_projector:  # LLaVA-NeXT, projector trained in stage 2: the tower's output [B, crops * P, Dv]
+            pixels = inputs["pixel_values"]
+            hidden = model.model.vision_tower(pixel_values=pixels.flatten(0, 1), output_hidden_states=True)
+            hidden = hidden.hidden_states[-1][:, 1:]  # CLS dropped ("default" strategy)
+            tokens = hidden.reshape(len(chunk), -1, hidden.shape[-1])
+        else:
+            tokens = dense_token_features(model, family, inputs)  # [B, crops * P, D]
         if family == "llava_next":
             crops = inputs["pixel_values"].shape[1]
             tokens = tokens.reshape(len(chunk), crops, -1, tokens.shape[-1])
@@ -235,7 +262,8 @@ def frozen_features(model, family: str, processor, samples, batch_images: int = 
     return out
 
 
-def with_cached_features(model, family: str, inputs: dict, features: list[torch.Tensor]) -> dict:
+def with_cached_features(model, family: str, inputs: dict, features: list[torch.Tensor],
+                         project: bool = False) -> dict:
     """The forward's inputs with the image features given (HF `mm_encoder_outputs`) instead of pixel values."""
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
@@ -243,6 +271,8 @@ def with_cached_features(model, family: str, inputs: dict, features: list[torch.
     inputs.pop("pixel_values")
     if family == "llava_next":
         inner = model.model
+        if project:  # cached tower output -> the (trained) projector
+            features = [inner.multi_modal_projector(f) for f in features]
         features, _ = inner.pack_image_features(features, inputs["image_sizes"], "default",
                                                 image_newline=inner.image_newline)
     inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=list(features))}
@@ -273,6 +303,8 @@ def main(argv=None) -> None:
     parser.add_argument("--vision-pretrain-epochs", type=int, default=0, help="stage 1: shape + colour heads on the image features")
     parser.add_argument("--vision-batch-images", type=int, default=Recipe.vision_batch_images)
     parser.add_argument("--init-from", default=None, help="continue from the weights of this folder")
+    parser.add_argument("--init-vision-from", default=None,
+                        help="a fresh model (--size) with the vision tower + projector of this (stage-1) folder")
     parser.add_argument("--data", choices=("easy-vqa", "detail-vqa"), default="easy-vqa")
     parser.add_argument("--max-questions", type=int, default=None, help="at most N questions per conversation")
     parser.add_argument("--freeze-vision", action="store_true", help="stage 2 trains the language model only")
@@ -280,9 +312,14 @@ def main(argv=None) -> None:
     parser.add_argument("--dense-positive-weight", type=float, default=Recipe.dense_positive_weight,
                         help="detail-VQA stage 1: loss weight of the labelled tokens of the centre and digit heads")
     parser.add_argument("--vision-lr", type=float, default=Recipe.vision_lr)
+    parser.add_argument("--train-projector", action="store_true",
+                        help="with --freeze-vision (LLaVA-NeXT): the projector trains in stage 2 too")
+    parser.add_argument("--torch-text-init", action="store_true",
+                        help="PyTorch default init of the language model's Linear layers (and lm_head) before training")
     parser.add_argument("--warmup-fraction", type=float, default=Recipe.warmup_fraction)
     parser.add_argument("--size", action="append", default=[], metavar="FIELD=INT",
                         help="override a TinySizes field, e.g. --size text_hidden=96")
+    parser.add_argument("--save-every", type=int, default=0, help="also save the weights every N steps (snapshots)")
     parser.add_argument("--log", default=None, help="write the run stats (JSON) here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -291,9 +328,11 @@ def main(argv=None) -> None:
                     vision_pretrain_epochs=args.vision_pretrain_epochs, vision_batch_images=args.vision_batch_images,
                     data=args.data, max_questions=args.max_questions, freeze_vision=args.freeze_vision,
                     balance_types=args.balance_types, dense_positive_weight=args.dense_positive_weight,
-                    vision_lr=args.vision_lr, warmup_fraction=args.warmup_fraction)
+                    vision_lr=args.vision_lr, warmup_fraction=args.warmup_fraction,
+                    torch_text_init=args.torch_text_init, train_projector=args.train_projector)
     sizes = TinySizes(**dict(parse_size(item) for item in args.size))
-    stats = train(args.family, args.out_dir, recipe, sizes, init_from=args.init_from)
+    stats = train(args.family, args.out_dir, recipe, sizes, init_from=args.init_from,
+                  init_vision_from=args.init_vision_from, save_every=args.save_every)
     print(json.dumps({k: v for k, v in stats.items() if k != "log"}))
     if args.log:
         Path(args.log).write_text(json.dumps(stats, indent=1) + "\n")
