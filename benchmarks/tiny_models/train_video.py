@@ -39,7 +39,9 @@ from benchmarks.tiny_models.configs import QWEN_MERGE, QWEN_PATCH, TinySizes, qw
 from benchmarks.tiny_models.data import answer_mask, conversation, normalize_answer
 from benchmarks.tiny_models.tokenizer import build_tokenizer, generation_prompt_ids
 from benchmarks.tiny_models.train import answer_loss, parse_size, to_model_inputs
+from benchmarks.tiny_models.vision_pretrain import reset_vision_init
 from jax_pruning.eval import motion_vqa as mv
+from jax_pruning.eval.samples import Clip as Video
 
 QWEN_VIDEO_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}{{ '\\n' }}"
@@ -191,8 +193,6 @@ def train(out_dir, recipe: VideoRecipe = VideoRecipe(), sizes: TinySizes = TinyS
     torch.manual_seed(recipe.seed)
     config = save_processing_files(out_dir, sizes)
     model = Qwen2VLForConditionalGeneration(config).float().train()
-    from benchmarks.tiny_models.vision_pretrain import reset_vision_init
-
     reset_vision_init(model, "qwen2_vl")
     processor = Processor.from_folder(out_dir)
     prompt_ids, eos_id = generation_prompt_ids(processor.tokenizer), processor.tokenizer.eos_token_id
@@ -273,8 +273,6 @@ def evaluate(folder, split: str = "test", clips: int | None = None, batch_clips:
     from transformers import Qwen2VLForConditionalGeneration
 
     from jax_pruning.processing import Processor
-
-    from jax_pruning.eval.samples import Clip as Video
 
     model = Qwen2VLForConditionalGeneration.from_pretrained(folder, local_files_only=True).float().eval()
     processor = Processor.from_folder(folder)

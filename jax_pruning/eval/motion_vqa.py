@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from jax_pruning.eval.detail_vqa import COLORS, SHAPES, _rng, _seed_tuple, _shape_mask
+from jax_pruning.eval.samples import Clip as Video
+from jax_pruning.eval.samples import Dataset, Sample, choose_rows
 
 SIDE = 48  # px, square frames
 FRAMES = 8
@@ -193,9 +195,6 @@ def open_motion_vqa(split: str = "test", *, limit: int | None = None, seed: int 
                     clips: int | None = None):
     """The split as a Dataset of video samples, len(QUESTION_TYPES) questions per clip (row r: clip r // 3,
     question r % 3). `clips` shortens the split to its first n clips."""
-    from jax_pruning.eval.samples import Clip as Video
-    from jax_pruning.eval.samples import Dataset, Sample, choose_rows
-
     if split not in SPLIT_SEEDS:
         raise ValueError(f"moving-shapes: unknown split {split!r}; valid: {', '.join(SPLIT_SEEDS)}")
     n_clips = SPLIT_CLIPS[split] if clips is None else min(clips, SPLIT_CLIPS[split])
