@@ -104,3 +104,23 @@ def test_recipe_runs_end_to_end(tmp_path, family):
     assert {f"{k}_accuracy" for k in dense_heads(family)} == {k for k in stats["log"][0] if k.endswith("_accuracy")}
     assert all(np.isfinite(e["loss"]) for e in stats["log"])
     assert (tmp_path / family / "model.safetensors").is_file()
+
+
+def test_fresh_llm_over_a_stage1_tower_with_the_projector_training(tmp_path):
+    """The shipped LLaVA-NeXT recipe's stage 2 (--init-vision-from, --train-projector, --torch-text-init): the
+    tower comes from the stage-1 folder and stays frozen, the projector and the LLM move."""
+    torch.set_num_threads(1)
+    stage1 = Recipe(data="detail-vqa", epochs=0, max_images=4, vision_pretrain_epochs=1, vision_batch_images=2,
+                    dense_positive_weight=8.0)
+    train("llava_next", tmp_path / "s1", stage1, sizes=SMOKE_SIZES, log_every=1)
+    recipe = Recipe(data="detail-vqa", epochs=1, batch_images=2, max_images=4, max_questions=2, balance_types=True,
+                    freeze_vision=True, train_projector=True, torch_text_init=True, lr=1e-2)
+    stats = train("llava_next", tmp_path / "s2", recipe, sizes=SMOKE_SIZES, log_every=1, max_steps=2,
+                  init_vision_from=tmp_path / "s1")
+    assert stats["steps"] == 2 and stats["init_vision_from"] == str(tmp_path / "s1")
+    before, after = (model_class("llava_next").from_pretrained(tmp_path / n).state_dict() for n in ("s1", "s2"))
+    tower = [k for k in before if ".vision_tower." in k]
+    projector = [k for k in before if ".multi_modal_projector." in k and k.endswith("weight")]
+    assert tower and projector
+    assert all(torch.equal(before[k], after[k]) for k in tower)
+    assert all(not torch.equal(before[k], after[k]) for k in projector)
