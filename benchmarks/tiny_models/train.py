@@ -77,6 +77,26 @@ def answer_loss(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tenso
     return loss, (chosen.argmax(-1) == wanted).float().mean()
 
 
+def answer_step(model, inputs: dict, mask, optimizer, lr: float, params, grad_clip: float) -> tuple[float, float]:
+    """One optimizer step on the answer loss at learning rate `lr`. -> (loss, answer-token accuracy)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss, accuracy = answer_loss(model(**inputs).logits, inputs["input_ids"], mask)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return loss.item(), accuracy.item()
+
+
+def progress_entry(step: int, steps_per_epoch: int, running: list, start: float, cpu_start: float) -> dict:
+    """The log line of the steps since the last one (`running`: their (loss, accuracy) pairs)."""
+    mean_loss, mean_acc = np.mean(running, axis=0)
+    return dict(step=step, epoch=round(step / steps_per_epoch, 2), loss=round(float(mean_loss), 4),
+                token_accuracy=round(float(mean_acc), 4), wall_s=round(time.perf_counter() - start, 1),
+                cpu_s=round(time.process_time() - cpu_start, 1))
+
+
 def orient(image, which: int):
     """One of the 8 flips/turns of the square (0 = unchanged)."""
     from PIL import Image
@@ -204,21 +224,12 @@ def train(family: str, out_dir, recipe: Recipe = Recipe(), sizes: TinySizes = Ti
             if features is not None:
                 inputs = with_cached_features(model, family, inputs, [features[i] for i in chosen_idx],
                                               project=recipe.train_projector and family == "llava_next")
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total, recipe)
-            loss, accuracy = answer_loss(model(**inputs).logits, inputs["input_ids"], mask)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for _, p in trained], recipe.grad_clip)
-            optimizer.step()
-            running.append((loss.item(), accuracy.item()))
+            running.append(answer_step(model, inputs, mask, optimizer, lr_at(step, total, recipe),
+                                       [p for _, p in trained], recipe.grad_clip))
             step += 1
             if step % log_every == 0 or step == total:
-                mean_loss, mean_acc = np.mean(running, axis=0)
+                entry = progress_entry(step, steps_per_epoch, running, start, cpu_start)
                 running = []
-                entry = dict(step=step, epoch=round(step / steps_per_epoch, 2), loss=round(float(mean_loss), 4),
-                             token_accuracy=round(float(mean_acc), 4), wall_s=round(time.perf_counter() - start, 1),
-                             cpu_s=round(time.process_time() - cpu_start, 1))
                 log.append(entry)
                 print(json.dumps(entry), flush=True)
             if save_every and step % save_every == 0 and step < total:  # a snapshot to evaluate mid-run

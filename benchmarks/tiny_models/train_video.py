@@ -38,7 +38,7 @@ import torch
 from benchmarks.tiny_models.configs import QWEN_MERGE, QWEN_PATCH, TinySizes, qwen2_vl_config, qwen2_vl_image_processor
 from benchmarks.tiny_models.data import answer_mask, conversation, normalize_answer
 from benchmarks.tiny_models.tokenizer import build_tokenizer, generation_prompt_ids
-from benchmarks.tiny_models.train import answer_loss, parse_size, to_model_inputs
+from benchmarks.tiny_models.train import answer_step, lr_at, parse_size, progress_entry, to_model_inputs
 from benchmarks.tiny_models.vision_pretrain import reset_vision_init
 from jax_pruning.eval import motion_vqa as mv
 from jax_pruning.eval.samples import Clip as Video
@@ -171,13 +171,6 @@ def save_processing_files(out_dir: Path, sizes: TinySizes):
     return config
 
 
-def lr_at(step: int, total: int, recipe: VideoRecipe) -> float:
-    warm = max(1, int(total * recipe.warmup_fraction))
-    if step < warm:
-        return recipe.lr * (step + 1) / warm
-    return recipe.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
-
 def batch_inputs(processor, clips, texts) -> dict:
     videos = [[mv.frames(c)] for c in clips]
     return processor(None, texts, videos=videos, video_fps=mv.FPS)
@@ -226,21 +219,12 @@ def train(out_dir, recipe: VideoRecipe = VideoRecipe(), sizes: TinySizes = TinyS
             batch = batch_inputs(processor, clips, texts)
             mask = torch.as_tensor(answer_mask(batch["input_ids"], prompt_ids, eos_id) & (batch["attention_mask"] > 0))
             inputs = to_model_inputs(batch, "qwen2_vl")
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total, recipe)
-            loss, accuracy = answer_loss(model(**inputs).logits, inputs["input_ids"], mask)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trained, recipe.grad_clip)
-            optimizer.step()
-            running.append((loss.item(), accuracy.item()))
+            running.append(answer_step(model, inputs, mask, optimizer, lr_at(step, total, recipe), trained,
+                                       recipe.grad_clip))
             step += 1
             if step % log_every == 0 or step == total:
-                mean_loss, mean_acc = np.mean(running, axis=0)
+                entry = progress_entry(step, steps_per_epoch, running, start, cpu_start)
                 running = []
-                entry = dict(step=step, epoch=round(step / steps_per_epoch, 2), loss=round(float(mean_loss), 4),
-                             token_accuracy=round(float(mean_acc), 4), wall_s=round(time.perf_counter() - start, 1),
-                             cpu_s=round(time.process_time() - cpu_start, 1))
                 log.append(entry)
                 print(json.dumps(entry), flush=True)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start

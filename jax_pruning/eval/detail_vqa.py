@@ -162,13 +162,18 @@ def make_scene(seed) -> Scene:
             return scene
 
 
+def split_seed(name: str, split: str, index: int, seeds: dict, sizes: dict, item: str = "image") -> tuple[int, int]:
+    """The seed (seeds[split], index) of item `index` of a generated set's split, both checked."""
+    if split not in seeds:
+        raise ValueError(f"{name}: unknown split {split!r}; valid: {', '.join(seeds)}")
+    if not 0 <= index < sizes[split]:
+        raise IndexError(f"{name} {split}: {item} {index} outside 0..{sizes[split] - 1}")
+    return seeds[split], index
+
+
 def scene_of(split: str, index: int) -> Scene:
     """Image `index` of a split (seed (SPLIT_SEEDS[split], index))."""
-    if split not in SPLIT_SEEDS:
-        raise ValueError(f"detail-vqa: unknown split {split!r}; valid: {', '.join(SPLIT_SEEDS)}")
-    if not 0 <= index < SPLIT_IMAGES[split]:
-        raise IndexError(f"detail-vqa {split}: image {index} outside 0..{SPLIT_IMAGES[split] - 1}")
-    return make_scene((SPLIT_SEEDS[split], index))
+    return make_scene(split_seed("detail-vqa", split, index, SPLIT_SEEDS, SPLIT_IMAGES))
 
 
 # ---- rendering -------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_pruning.eval.detail_vqa import COLORS, SHAPES, _rng, _seed_tuple, _shape_mask
+from jax_pruning.eval.detail_vqa import COLORS, SHAPES, _rng, _seed_tuple, _shape_mask, split_seed
 from jax_pruning.eval.samples import Clip as Video
 from jax_pruning.eval.samples import Dataset, Sample, choose_rows
 
@@ -135,11 +135,8 @@ def make_clip(seed) -> Clip:
 
 
 def clip_of(split: str, index: int) -> Clip:
-    if split not in SPLIT_SEEDS:
-        raise ValueError(f"moving-shapes: unknown split {split!r}; valid: {', '.join(SPLIT_SEEDS)}")
-    if not 0 <= index < SPLIT_CLIPS[split]:
-        raise IndexError(f"moving-shapes {split}: clip {index} outside 0..{SPLIT_CLIPS[split] - 1}")
-    return make_clip((SPLIT_SEEDS[split], index))
+    """Clip `index` of a split (seed (SPLIT_SEEDS[split], index))."""
+    return make_clip(split_seed("moving-shapes", split, index, SPLIT_SEEDS, SPLIT_CLIPS, item="clip"))
 
 
 def render(clip: Clip) -> np.ndarray:
